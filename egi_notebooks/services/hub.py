@@ -1,0 +1,226 @@
+"""Shared base for the hub-managed services (status, accounting, tokens).
+
+Modelled on jupyterhub-idle-culler: a small traitlets ``Application`` that reads
+``JUPYTERHUB_API_URL`` / ``JUPYTERHUB_API_TOKEN`` / ``JUPYTERHUB_SERVICE_PREFIX`` /
+``JUPYTERHUB_SERVICE_URL`` from the environment the hub gives its managed services, talks to
+the hub REST API through :class:`HubClient` (timeouts, bounded retries, pagination), and runs
+per-item work with bounded concurrency and per-item error isolation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import httpx
+from traitlets import Float, Integer, Unicode, default
+from traitlets.config import Application
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
+RETRY_STATUS = {502, 503, 504}
+
+log = logging.getLogger("egi_notebooks.services")
+
+
+class HubAPIError(Exception):
+    """The hub answered with an error (after retries where they make sense)."""
+
+    def __init__(self, method: str, path: str, status: int, message: str) -> None:
+        super().__init__(f"{method} {path}: HTTP {status}: {message}")
+        self.status = status
+
+
+class HubClient:
+    """Async client for the hub REST API with timeouts, bounded retries and pagination."""
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        timeout: float = 30,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        logger: logging.Logger | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.log = logger or log
+        self.requests_made = 0
+        self._client = httpx.AsyncClient(
+            headers={"Authorization": f"token {token}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> HubClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One API call; retries connection errors and 502/503/504 with backoff."""
+        url = f"{self.api_url}/{path.lstrip('/')}"
+        for attempt in range(self.max_retries + 1):
+            try:
+                self.requests_made += 1
+                response = await self._client.request(method, url, **kwargs)
+            except httpx.TransportError as e:
+                if attempt == self.max_retries:
+                    raise HubAPIError(method, path, 0, f"hub unreachable: {e!r}") from e
+            else:
+                if response.status_code not in RETRY_STATUS or attempt == self.max_retries:
+                    return response
+            await asyncio.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def json(self, method: str, path: str, ok: Iterable[int] = (200,), **kwargs: Any) -> Any:
+        """Call and decode JSON; :class:`HubAPIError` for unexpected status codes."""
+        response = await self.request(method, path, **kwargs)
+        if response.status_code not in set(ok):
+            raise HubAPIError(method, path, response.status_code, response.text[:200])
+        if not response.content:
+            return None
+        return response.json()
+
+    async def paginate(
+        self, path: str, params: dict[str, Any] | None = None, limit: int = 200
+    ) -> AsyncIterator[dict]:
+        """Every item of a paginated list endpoint (``/users``, ``/groups``...).
+
+        Without the pagination media type the hub silently stops at
+        ``api_page_max_limit`` items (traps.md), so always ask for it.
+        """
+        params = dict(params or {})
+        offset = 0
+        while True:
+            page_params = {**params, "offset": offset, "limit": limit}
+            body = await self.json(
+                "GET", path, params=page_params, headers={"Accept": PAGINATION_MEDIA_TYPE}
+            )
+            if isinstance(body, list):  # very old hubs: no pagination support
+                for item in body:
+                    yield item
+                return
+            items = body.get("items", [])
+            for item in items:
+                yield item
+            next_page = (body.get("_pagination") or {}).get("next")
+            if not next_page or not items:
+                return
+            offset = next_page.get("offset", offset + len(items))
+            limit = next_page.get("limit", limit)
+
+    def users(self, state: str | None = None, include_stopped_servers: bool = False):
+        """All users, paginated; ``state`` = ``active``/``inactive``/``ready`` filters."""
+        params: dict[str, Any] = {}
+        if state:
+            params["state"] = state
+        if include_stopped_servers:
+            params["include_stopped_servers"] = "1"
+        return self.paginate("/users", params)
+
+
+async def bounded_map(
+    func: Callable[[T], Awaitable[R]],
+    items: Iterable[T],
+    concurrency: int,
+    logger: logging.Logger | None = None,
+) -> list[R | BaseException]:
+    """Run ``func`` on every item, at most ``concurrency`` at once.
+
+    One failing item never stops the others: its exception is logged and returned in place
+    of its result.
+    """
+    semaphore = asyncio.Semaphore(max(1, concurrency))
+    logger = logger or log
+
+    async def one(item: T) -> R | BaseException:
+        async with semaphore:
+            try:
+                return await func(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                logger.error("error processing %r: %s", item, e, exc_info=logger.isEnabledFor(10))
+                return e
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+class HubServiceApp(Application):
+    """Base Application for a hub-managed service."""
+
+    hub_api_url = Unicode(
+        config=True,
+        help="URL of the hub REST API (default: $JUPYTERHUB_API_URL, set by the hub).",
+    )
+
+    @default("hub_api_url")
+    def _default_hub_api_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
+
+    api_token = Unicode(
+        config=True,
+        help="Token for the hub REST API (default: $JUPYTERHUB_API_TOKEN, set by the hub).",
+    )
+
+    @default("api_token")
+    def _default_api_token(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    service_prefix = Unicode(
+        config=True,
+        help="URL prefix the service is served under (default: $JUPYTERHUB_SERVICE_PREFIX).",
+    )
+
+    @default("service_prefix")
+    def _default_service_prefix(self) -> str:
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+        return prefix if prefix.endswith("/") else prefix + "/"
+
+    service_url = Unicode(
+        config=True,
+        help="URL the service listens on (default: $JUPYTERHUB_SERVICE_URL).",
+    )
+
+    @default("service_url")
+    def _default_service_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
+
+    concurrency = Integer(
+        10, config=True, help="How many hub API requests the service makes at once, at most."
+    )
+    request_timeout = Float(30, config=True, help="Timeout in seconds of one hub API request.")
+    max_retries = Integer(
+        3, config=True, help="Retries of a hub API request that failed to connect or got 502-504."
+    )
+
+    def make_hub_client(self) -> HubClient:
+        if not self.api_token:
+            self.log.critical("no hub API token: set JUPYTERHUB_API_TOKEN or api_token")
+            raise SystemExit(2)
+        return HubClient(
+            self.hub_api_url,
+            self.api_token,
+            timeout=self.request_timeout,
+            max_retries=self.max_retries,
+            logger=self.log,
+        )
+
+    def listen_address(self) -> tuple[str, int]:
+        """(ip, port) from ``service_url``."""
+        parsed = urlparse(self.service_url)
+        return parsed.hostname or "127.0.0.1", parsed.port or 80
