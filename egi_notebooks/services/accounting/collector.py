@@ -1,0 +1,206 @@
+"""Polling the hub for running servers and turning them into session observations."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+
+from traitlets import Dict, Float, Integer, List, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..hub import HubClient, bounded_map
+from .sources import (
+    FLAVOR_ANNOTATION,
+    PRIMARY_VO_ANNOTATION,
+    PROBE_GROUP,
+    annotations_of,
+    first_str,
+    parse_quantity,
+)
+from .store import Observation, PollOutcome, Store, make_vmuuid
+
+
+def parse_hub_time(value: object) -> int | None:
+    """The hub's ISO 8601 timestamps (``2026-11-05T10:00:00.123456Z``) as epoch seconds."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:  # the hub writes UTC
+        from datetime import UTC
+
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+class Collector(LoggingConfigurable):
+    """Reads the hub's users and servers; one complete poll -> one transaction in the store."""
+
+    hub_id = Unicode(
+        "",
+        config=True,
+        help="Identity of this hub in the session VMUUIDs (e.g. its public host name). "
+        "Changing it makes every session look new: set it once.",
+    )
+    excluded_users = List(
+        Unicode(), config=True, help="Users never accounted (e.g. service or test accounts)."
+    )
+    excluded_groups = List(
+        Unicode(),
+        default_value=[PROBE_GROUP],
+        config=True,
+        help="Hub groups whose members are never accounted (the status probe's group).",
+    )
+    flavors = Dict(
+        config=True,
+        help="Resources per profile slug (user_options.profile): "
+        '{"small": {"cpu": 1, "memory": "2Gi", "disk": "10Gi", "image": "..."}}.',
+    )
+    default_cpu = Float(1.0, config=True, help="CPUs of a server whose profile is not known.")
+    default_memory = Unicode(
+        "1Gi", config=True, help="Memory of a server whose profile is not known (a quantity)."
+    )
+    default_flavor = Unicode(
+        "default", config=True, help="Flavor name of a server started without a profile."
+    )
+    default_vo = Unicode(
+        "", config=True, help="VO of a session whose primary VO cannot be found ('' = none)."
+    )
+    clock_skew_tolerance = Integer(
+        300,
+        config=True,
+        help="Seconds a server's start may lie in the future (hub and service clocks differ) "
+        "before the server is skipped as bad data.",
+    )
+    user_fetch_concurrency = Integer(
+        10, config=True, help="Parallel GET /users/{name} calls for auth state, at most."
+    )
+
+    def is_excluded(self, user: dict) -> bool:
+        if user.get("name") in self.excluded_users:
+            return True
+        return bool(set(user.get("groups") or []) & set(self.excluded_groups))
+
+    def primary_vo_of(self, server: dict, auth_state: dict | None) -> str | None:
+        """Pod annotation (via server state), user options, then the user's auth state."""
+        state = server.get("state") if isinstance(server.get("state"), dict) else {}
+        options = server.get("user_options") if isinstance(server.get("user_options"), dict) else {}
+        auth_state = auth_state if isinstance(auth_state, dict) else {}
+        vos = auth_state.get("vos")
+        first_vo = vos[0] if isinstance(vos, list) and vos else None
+        return first_str(
+            annotations_of(server).get(PRIMARY_VO_ANNOTATION),
+            state.get("primary_vo"),
+            options.get("primary_vo"),
+            options.get("vo"),
+            auth_state.get("primary_vo"),
+            first_vo,
+            self.default_vo,
+        )
+
+    def flavor_of(self, server: dict) -> str:
+        options = server.get("user_options") if isinstance(server.get("user_options"), dict) else {}
+        return (
+            first_str(annotations_of(server).get(FLAVOR_ANNOTATION), options.get("profile"))
+            or self.default_flavor
+        )
+
+    def observe(
+        self, user: dict, server: dict, auth_state: dict | None, now: int
+    ) -> Observation | None:
+        """One server model -> one observation; None (logged) for unusable data."""
+        name = user.get("name")
+        server_name = server.get("name") or ""
+        start = parse_hub_time(server.get("started"))
+        if not isinstance(name, str) or start is None:
+            self.log.warning(
+                "skipping server %s/%s without a valid start time (%r)",
+                name,
+                server_name,
+                server.get("started"),
+            )
+            return None
+        if start > now + self.clock_skew_tolerance:
+            self.log.warning(
+                "skipping server %s/%s starting %ss in the future (clock skew?)",
+                name,
+                server_name,
+                start - now,
+            )
+            return None
+        start = min(start, now)
+        flavor = self.flavor_of(server)
+        spec = self.flavors.get(flavor, {}) if isinstance(self.flavors.get(flavor), dict) else {}
+        state = server.get("state") if isinstance(server.get("state"), dict) else {}
+        options = server.get("user_options") if isinstance(server.get("user_options"), dict) else {}
+        memory = parse_quantity(spec.get("memory", self.default_memory))
+        disk = parse_quantity(spec.get("disk"))
+        return Observation(
+            vmuuid=make_vmuuid(self.hub_id, name, server_name, start),
+            user=name,
+            server_name=server_name,
+            start_time=start,
+            primary_vo=self.primary_vo_of(server, auth_state),
+            flavor=flavor,
+            image=first_str(options.get("image"), state.get("image"), spec.get("image")),
+            cpu_request=parse_quantity(spec.get("cpu", self.default_cpu)),
+            memory_request=int(memory) if memory is not None else None,
+            disk_request=int(disk) if disk is not None else None,
+            namespace=first_str(state.get("namespace")),
+            pod_name=first_str(state.get("pod_name")),
+        )
+
+    async def gather(
+        self, hub: HubClient, known_vos: dict[str, str], now: int
+    ) -> list[Observation]:
+        """Every running, accounted server. Raises if the hub's answer is incomplete."""
+        pending: list[tuple[dict, dict]] = []
+        async for user in hub.users(state="active"):
+            if not isinstance(user, dict) or self.is_excluded(user):
+                continue
+            servers = user.get("servers")
+            if not isinstance(servers, dict):
+                continue
+            for server in servers.values():
+                if isinstance(server, dict) and not server.get("stopped"):
+                    pending.append((user, server))
+        # the list endpoint never fills auth_state: fetch users only for sessions whose VO
+        # is neither in the server model nor already in the database
+        observations: list[tuple[dict, Observation]] = []
+        need_auth: dict[str, list[tuple[dict, Observation]]] = {}
+        for user, server in pending:
+            obs = self.observe(user, server, None, now)
+            if obs is None:
+                continue
+            if obs.primary_vo is None and obs.vmuuid in known_vos:
+                obs.primary_vo = known_vos[obs.vmuuid]
+            if obs.primary_vo is None:
+                need_auth.setdefault(obs.user, []).append((server, obs))
+            observations.append((server, obs))
+
+        async def fetch(name: str) -> None:
+            model = await hub.json("GET", f"/users/{name}")
+            auth_state = (model or {}).get("auth_state")
+            for server, obs in need_auth[name]:
+                obs.primary_vo = self.primary_vo_of(server, auth_state)
+
+        # a failure is logged by bounded_map; the VO is filled in by a later poll
+        await bounded_map(fetch, sorted(need_auth), self.user_fetch_concurrency, logger=self.log)
+        return [obs for _, obs in observations]
+
+    async def poll(self, hub: HubClient, store: Store, now: int | None = None) -> PollOutcome:
+        now = int(time.time()) if now is None else now
+        known_vos = await asyncio.to_thread(store.known_vos)
+        observations = await self.gather(hub, known_vos, now)
+        outcome = await asyncio.to_thread(store.apply_poll, observations, now)
+        self.log.info(
+            "poll: %d running, %d started, %d ended, %d updated",
+            outcome.seen,
+            outcome.started,
+            outcome.ended,
+            outcome.updated,
+        )
+        return outcome
