@@ -54,6 +54,13 @@ class Entitlement:
         """``vo:group:subgroup`` (no role), handy for display."""
         return ":".join((self.vo, *self.groups))
 
+    @property
+    def urn(self) -> str:
+        """The canonical URN (what auth_state stores and the spawner re-parses)."""
+        role = f":role={self.role}" if self.role else ""
+        authority = f"#{self.authority}" if self.authority else ""
+        return f"{self.namespace}:group:{self.group_path}{role}{authority}"
+
 
 @dataclass(frozen=True)
 class EntitlementPattern:

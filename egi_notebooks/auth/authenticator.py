@@ -1,0 +1,598 @@
+"""EGICheckinAuthenticator: EGI Check-in (or any OIDC issuer) for JupyterHub.
+
+Thin layer over oauthenticator's GenericOAuthenticator: configuration traits, discovery,
+VO authorization from entitlements, proactive single-flight refresh, revocation at logout.
+The behaviour lives in small overridable methods; the pieces with logic of their own live in
+``discovery.py``, ``refresh.py``, ``logout.py`` and ``egi_notebooks.entitlements``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from inspect import isawaitable
+from typing import Any
+from urllib.parse import urlencode
+
+from jupyterhub.crypto import CryptKeeper
+from oauthenticator.generic import GenericOAuthenticator
+from tornado import web
+from tornado.httpclient import HTTPRequest
+from traitlets import Bool, Enum, Float, Integer, List, Set, Unicode, default, observe, validate
+
+from ..entitlements import (
+    choose_primary_vo,
+    matches_any,
+    parse_entitlements,
+    parse_pattern,
+    vos_of,
+)
+from .discovery import DiscoveryError, IdTokenError, OIDCMetadata
+from .login import EGILoginHandler, nonce_from_state_cookie
+from .logout import EGILogoutHandler, end_session_url, revoke_auth_state_tokens, strip_tokens
+from .refresh import (
+    InvalidGrant,
+    ProviderError,
+    SingleFlight,
+    access_token_valid,
+    compute_expiry,
+    needs_refresh,
+    parse_token_response,
+)
+
+CHECKIN_HOSTS = ("aai.egi.eu", "aai-demo.egi.eu", "aai-dev.egi.eu")
+CHECKIN_SCOPE = [
+    "openid",
+    "profile",
+    "email",
+    "offline_access",
+    "eduperson_entitlement",
+    "voperson_id",
+]
+# traits filled from discovery unless the operator set them
+DISCOVERED_URLS = {
+    "authorize_url": "authorization_endpoint",
+    "token_url": "token_endpoint",
+    "userdata_url": "userinfo_endpoint",
+}
+
+
+class EGICheckinAuthenticator(GenericOAuthenticator):
+    """Log in with EGI Check-in; authorize and make admins from VO entitlements."""
+
+    login_handler = EGILoginHandler
+    logout_handler = EGILogoutHandler
+
+    # ---- provider -------------------------------------------------------------------
+    checkin_host = Unicode(
+        "aai.egi.eu",
+        config=True,
+        help=f"""EGI Check-in instance: one of {', '.join(CHECKIN_HOSTS)}.
+        The issuer is ``https://{{checkin_host}}/auth/realms/egi``. Ignored when
+        ``oidc_issuer`` is set.""",
+    )
+    oidc_issuer = Unicode(
+        "",
+        config=True,
+        help="""Any OpenID Connect issuer URL (EOSC AAI, a Keycloak realm, a test provider).
+        Overrides ``checkin_host``. Every endpoint comes from
+        ``{issuer}/.well-known/openid-configuration`` unless set explicitly.""",
+    )
+    discovery_retries = Integer(
+        3, config=True, help="Retries (with exponential backoff) of a failed discovery request."
+    )
+    discovery_backoff = Float(
+        1.0, config=True, help="First backoff in seconds between discovery retries."
+    )
+    token_endpoint_auth_method = Enum(
+        ["client_secret_basic", "client_secret_post"],
+        "client_secret_basic",
+        config=True,
+        help="How the hub authenticates to the token, revocation and introspection endpoints.",
+    )
+    verify_id_token = Bool(
+        True,
+        config=True,
+        help="Verify the id_token (JWKS signature, iss, aud, exp, nonce) at login and refresh.",
+    )
+    use_nonce = Bool(True, config=True, help="Send an OIDC nonce and check it in the id_token.")
+
+    # ---- users and authorization ---------------------------------------------------
+    username_fallback_claims = List(
+        Unicode(),
+        ["sub"],
+        config=True,
+        help="""Claims tried in order when ``username_claim`` (a string) is absent.
+        There is no anonymous fallback: without any of them the login is refused.""",
+    )
+    entitlements_claim = Unicode(
+        "eduperson_entitlement",
+        config=True,
+        help="Claim that holds the AARC-G002 entitlements (VO memberships and roles).",
+    )
+    allowed_vos = Set(
+        Unicode(),
+        config=True,
+        help="VO names whose members (any group, any role) may log in.",
+    )
+    allowed_entitlements = Set(
+        Unicode(),
+        config=True,
+        help="""Entitlement patterns whose holders may log in: a full URN
+        (``urn:mace:egi.eu:group:vo.example.org:role=member#aai.egi.eu``) or the short form
+        ``<vo>[:<group>...][:role=<role>]`` (role omitted = any role).""",
+    )
+    admin_entitlements = Set(
+        Unicode(),
+        config=True,
+        help="""Entitlement patterns (same grammar as ``allowed_entitlements``) that make a
+        user a hub admin. When set, admin status follows them at every login and refresh:
+        losing the entitlement removes admin (``admin_users`` stay admins).""",
+    )
+    vo_priority = List(
+        Unicode(),
+        config=True,
+        help="""VOs in order of preference for ``primary_vo`` in auth_state (used by
+        accounting). A user's primary VO is the first of these they belong to, else the first
+        VO in the provider's order.""",
+    )
+
+    # ---- refresh ---------------------------------------------------------------------
+    refresh_leeway = Integer(
+        600,
+        config=True,
+        help="""Refresh the access token this many seconds before it expires (never more than
+        half its lifetime). Keep it above ``auth_refresh_age`` so that the hub's periodic
+        check always lands in the refresh window. Until then ``refresh_user`` makes no
+        network call at all.""",
+    )
+    userinfo_on_refresh = Enum(
+        ["auto", "always", "never"],
+        "auto",
+        config=True,
+        help="""Where refreshed claims come from. ``auto``: the verified id_token of the
+        refresh response when it carries the entitlements claim, else the userinfo endpoint.""",
+    )
+
+    # ---- logout ------------------------------------------------------------------------
+    revoke_on_logout = Enum(
+        ["always", "unless-servers-running", "never"],
+        "unless-servers-running",
+        config=True,
+        help="""Revoke the user's refresh and access tokens at logout. With
+        ``unless-servers-running`` (default), a user whose notebooks keep running after logout
+        keeps the tokens those notebooks rely on.""",
+    )
+    end_session_redirect = Bool(
+        True,
+        config=True,
+        help="""After logout send the browser to the provider's end_session endpoint (with
+        id_token_hint and post_logout_redirect_uri). ``logout_redirect_url`` wins when set.""",
+    )
+    post_logout_redirect_uri = Unicode(
+        "",
+        config=True,
+        help="Where the provider sends the browser after logout (default: the hub login page).",
+    )
+
+    # ---- upstream defaults that fit Check-in -----------------------------------------
+    @default("login_service")
+    def _default_login_service(self) -> str:
+        return "EGI Check-in"
+
+    @default("scope")
+    def _default_scope(self) -> list[str]:
+        return list(CHECKIN_SCOPE)
+
+    @default("username_claim")
+    def _default_username_claim(self) -> str:
+        return "voperson_id"
+
+    @default("enable_auth_state")
+    def _default_enable_auth_state(self) -> bool:
+        return True
+
+    @default("manage_groups")
+    def _default_manage_groups(self) -> bool:
+        return True
+
+    @default("basic_auth")
+    def _default_basic_auth(self) -> bool:
+        return self.token_endpoint_auth_method == "client_secret_basic"
+
+    @observe("token_endpoint_auth_method")
+    def _auth_method_changed(self, change: dict) -> None:
+        self.basic_auth = change["new"] == "client_secret_basic"
+
+    @default("http_request_kwargs")
+    def _default_http_request_kwargs(self) -> dict:
+        return {"connect_timeout": 5.0, "request_timeout": 10.0}
+
+    @validate("allowed_entitlements", "admin_entitlements")
+    def _validate_patterns(self, proposal: dict) -> set[str]:
+        for pattern in proposal["value"]:
+            try:
+                parse_pattern(pattern)
+            except ValueError as e:
+                raise ValueError(f"{type(self).__name__}.{proposal['trait'].name}: {e}") from e
+        return proposal["value"]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._explicit_urls = {name for name in DISCOVERED_URLS if getattr(self, name)}
+        self._single_flight = SingleFlight()
+        self._provider_warned: set[str] = set()
+        self.metadata = OIDCMetadata(
+            self.issuer,
+            self._fetch_url,
+            self.log,
+            retries=self.discovery_retries,
+            backoff=self.discovery_backoff,
+        )
+        self.check_configuration()
+
+    def check_configuration(self) -> None:
+        """Configuration errors found at start-up, each in one line naming the trait."""
+        name = type(self).__name__
+        if not self.enable_auth_state:
+            raise ValueError(
+                f"{name}.enable_auth_state must be True: tokens, VOs and refresh live in auth_state"
+            )
+        if not os.environ.get("JUPYTERHUB_CRYPT_KEY") and not CryptKeeper.instance().keys:
+            raise ValueError(
+                f"{name} needs encrypted auth_state: set JUPYTERHUB_CRYPT_KEY"
+                " (`openssl rand -hex 32`; z2jh: hub.config.CryptKeeper.keys)"
+            )
+        if not self.client_id:
+            self.log.warning("%s.client_id is not set: logins will fail", name)
+
+    @property
+    def issuer(self) -> str:
+        if self.oidc_issuer:
+            return self.oidc_issuer.rstrip("/")
+        return f"https://{self.checkin_host}/auth/realms/egi"
+
+    # ---- discovery -------------------------------------------------------------------
+    async def _fetch_url(self, url: str) -> tuple[int, bytes]:
+        request = HTTPRequest(
+            url,
+            headers={"Accept": "application/json"},
+            validate_cert=self.validate_server_cert,
+            **self.http_request_kwargs,
+        )
+        response = await self.http_client.fetch(request, raise_error=False)
+        if response.code == 599:
+            raise ConnectionError(str(response.error))
+        return response.code, response.body or b""
+
+    async def ensure_endpoints(self) -> dict[str, Any]:
+        """Discovery document, with the URL traits filled in from it (explicit ones win)."""
+        try:
+            document = await self.metadata.get()
+        except DiscoveryError:
+            if len(self._explicit_urls) == len(DISCOVERED_URLS):
+                return {}
+            raise
+        for trait, key in DISCOVERED_URLS.items():
+            if trait not in self._explicit_urls and isinstance(document.get(key), str):
+                setattr(self, trait, document[key])
+        return document
+
+    async def get_endpoint(self, key: str) -> str | None:
+        """One endpoint from discovery (``revocation_endpoint``...), None if unknown."""
+        try:
+            document = await self.ensure_endpoints()
+        except DiscoveryError:
+            return None
+        value = document.get(key)
+        return value if isinstance(value, str) else None
+
+    def get_handlers(self, app: Any) -> list:
+        # JupyterHub calls this while its loop runs: warm the discovery cache in the
+        # background so the first login does not wait, and log a bad issuer at start-up.
+        import asyncio
+
+        async def warm() -> None:
+            try:
+                await self.ensure_endpoints()
+            except DiscoveryError:
+                pass  # already logged with the reason; the login page says so
+
+        try:
+            self._warm_task = asyncio.get_running_loop().create_task(warm())
+        except RuntimeError:
+            pass
+        return super().get_handlers(app)
+
+    # ---- token endpoint ---------------------------------------------------------------
+    async def post_token_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
+        """POST to the token endpoint; raises ProviderError / InvalidGrant (never token values)."""
+        await self.ensure_endpoints()
+        fields = {k: v for k, v in params.items() if v is not None and k != "data"}
+        request = HTTPRequest(
+            self.token_url,
+            method="POST",
+            headers=self.build_token_info_request_headers(),
+            body=urlencode(fields),
+            validate_cert=self.validate_server_cert,
+            **self.http_request_kwargs,
+        )
+        try:
+            response = await self.http_client.fetch(request, raise_error=False)
+        except Exception as e:
+            raise ProviderError(f"cannot reach the token endpoint: {type(e).__name__}: {e}") from e
+        if response.code == 599:
+            raise ProviderError(f"cannot reach the token endpoint: {response.error}")
+        return parse_token_response(
+            response.code, response.body or b"", response.headers.get("Content-Type", "")
+        )
+
+    async def get_token_info(self, handler: Any, params: dict[str, Any]) -> dict[str, Any]:
+        """Login code exchange (upstream calls this from ``authenticate``)."""
+        try:
+            await self.ensure_endpoints()
+            token_info = await self.post_token_endpoint(params)
+        except DiscoveryError as e:
+            raise web.HTTPError(503, f"{self.login_service} cannot be reached right now.") from e
+        except ProviderError as e:
+            self.log.error("Login failed at the token endpoint: %s", e)
+            raise web.HTTPError(503, f"{self.login_service} did not answer; try again.") from e
+        except InvalidGrant as e:
+            self.log.warning("Login code refused by the provider: %s", e)
+            raise web.HTTPError(403, "The login could not be completed; sign in again.") from e
+        if params.get("grant_type") == "authorization_code" and self.verify_id_token:
+            nonce = nonce_from_state_cookie(handler) if self.use_nonce and handler else None
+            try:
+                token_info["id_token_claims"] = await self.check_id_token(token_info, nonce)
+            except IdTokenError as e:
+                self.log.warning("Login refused: %s", e)
+                raise web.HTTPError(403, "The login failed verification; sign in again.") from e
+        return token_info
+
+    async def check_id_token(self, token_info: dict, nonce: str | None = None) -> dict[str, Any]:
+        id_token = token_info.get("id_token")
+        if not id_token:
+            raise IdTokenError("the token response has no id_token (is 'openid' in scope?)")
+        return await self.metadata.verify_id_token(id_token, self.client_id, nonce=nonce)
+
+    async def token_to_user(self, token_info: dict[str, Any]) -> dict[str, Any]:
+        try:
+            user_info = await super().token_to_user(token_info)
+        except web.HTTPError:
+            raise
+        except Exception as e:
+            self.log.error("Fetching userinfo failed: %s", type(e).__name__)
+            raise web.HTTPError(503, f"{self.login_service} did not return your profile.") from e
+        if not isinstance(user_info, dict):
+            raise web.HTTPError(503, f"{self.login_service} returned an unusable profile.")
+        return user_info
+
+    # ---- users and authorization ---------------------------------------------------------
+    def user_info_to_username(self, user_info: dict[str, Any]) -> str:
+        if callable(self.username_claim):
+            return super().user_info_to_username(user_info)
+        for claim in [self.username_claim, *self.username_fallback_claims]:
+            value = user_info.get(claim)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        self.log.warning(
+            "Login refused: none of the claims %s is released (check the client's scopes)",
+            [self.username_claim, *self.username_fallback_claims],
+        )
+        raise web.HTTPError(
+            403, f"{self.login_service} did not release a user identifier; login refused."
+        )
+
+    def build_auth_state_dict(self, token_info: dict, user_info: dict) -> dict[str, Any]:
+        token_info = dict(token_info)
+        token_info.pop("id_token_claims", None)
+        auth_state = super().build_auth_state_dict(token_info, user_info)
+        auth_state.update(self.expiry_fields(token_info))
+        return auth_state
+
+    @staticmethod
+    def expiry_fields(token_info: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        expires_at = compute_expiry(token_info, now)
+        return {
+            "expires_at": expires_at,
+            "expires_in": (expires_at - now) if expires_at else None,
+            "refreshed_at": now,
+        }
+
+    def entitlements_from(self, auth_state: dict[str, Any]) -> list:
+        claims = auth_state.get(self.user_auth_state_key) or {}
+        if not isinstance(claims, dict):
+            return []
+        return parse_entitlements(claims.get(self.entitlements_claim))
+
+    async def update_auth_model(self, auth_model: dict[str, Any]) -> dict[str, Any]:
+        """Record VOs, primary VO and entitlements in auth_state; admin from entitlements."""
+        auth_state = auth_model["auth_state"]
+        entitlements = self.entitlements_from(auth_state)
+        vos = vos_of(entitlements)
+        auth_state["vos"] = vos
+        auth_state["primary_vo"] = choose_primary_vo(vos, self.vo_priority)
+        auth_state["entitlements"] = sorted({e.urn for e in entitlements})
+        if self.admin_entitlements and not auth_model.get("admin"):
+            patterns = [parse_pattern(p) for p in self.admin_entitlements]
+            auth_model["admin"] = matches_any(patterns, entitlements)
+        return auth_model
+
+    async def get_user_groups(self, auth_state: dict[str, Any]) -> set[str]:
+        """Hub groups mirror the user's VOs."""
+        return set(auth_state.get("vos") or [])
+
+    async def check_allowed(self, username: str, auth_model: dict[str, Any]) -> bool:
+        if await super().check_allowed(username, auth_model):
+            return True
+        if auth_model is None:
+            return True
+        auth_state = auth_model.get("auth_state") or {}
+        if self.allowed_vos & set(auth_state.get("vos") or []):
+            return True
+        if self.allowed_entitlements:
+            patterns = [parse_pattern(p) for p in self.allowed_entitlements]
+            if matches_any(patterns, self.entitlements_from(auth_state)):
+                return True
+        return False
+
+    async def is_still_authorized(self, name: str, auth_model: dict[str, Any]) -> bool:
+        blocked = self.check_blocked_users(name, auth_model)
+        if isawaitable(blocked):
+            blocked = await blocked
+        if not blocked:
+            return False
+        return bool(await self.check_allowed(name, auth_model))
+
+    # ---- refresh -------------------------------------------------------------------------
+    async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> Any:
+        """No network call while the access token is valid beyond the leeway."""
+        if not self.enable_auth_state:
+            return True
+        auth_state = await user.get_auth_state()
+        if self.refresh_user_hook is not None:
+            refreshed = await self._call_refresh_user_hook(user, auth_state)
+            if refreshed is not None:
+                return refreshed
+        if not auth_state or not auth_state.get("access_token"):
+            return False
+        if not needs_refresh(auth_state, self.refresh_leeway):
+            return True
+        return await self.refresh_tokens(user)
+
+    async def refresh_tokens(self, user: Any, force: bool = False) -> Any:
+        """Single-flight refresh grant for ``user``: True, False (log in again) or an auth model."""
+        async with self._single_flight.hold(user.name):
+            # another flight may have refreshed while we waited: decide on the stored state
+            auth_state = await user.get_auth_state()
+            if not auth_state or not auth_state.get("access_token"):
+                return False
+            if not force and not needs_refresh(auth_state, self.refresh_leeway):
+                return True
+            refresh_token = auth_state.get("refresh_token")
+            if not refresh_token:
+                return access_token_valid(auth_state)
+            try:
+                token_info = await self.post_token_endpoint(
+                    self.build_refresh_token_request_params(refresh_token)
+                )
+                auth_model = await self.auth_model_from_refresh(user, auth_state, token_info)
+            except InvalidGrant as e:
+                self.log.info("Refresh token of %s refused (%s): login required", user.name, e)
+                return False
+            except (ProviderError, DiscoveryError, IdTokenError, web.HTTPError) as e:
+                return self.on_refresh_unavailable(user, auth_state, e)
+            self._provider_warned.discard(user.name)
+            if not await self.is_still_authorized(user.name, auth_model):
+                await self.drop_authorization(user, auth_model["auth_state"])
+                return False
+            await user.save_auth_state(auth_model["auth_state"])
+            await self.on_tokens_refreshed(user, auth_model["auth_state"])
+            return auth_model
+
+    def on_refresh_unavailable(self, user: Any, auth_state: dict, error: Exception) -> bool:
+        """The provider could not refresh: keep the session while the access token is valid."""
+        valid = access_token_valid(auth_state)
+        if user.name not in self._provider_warned:
+            self._provider_warned.add(user.name)
+            self.log.warning(
+                "Cannot refresh tokens of %s: %s; %s",
+                user.name,
+                error,
+                "keeping the current token until it expires" if valid else "login required",
+            )
+        return valid
+
+    async def auth_model_from_refresh(
+        self, user: Any, auth_state: dict[str, Any], token_info: dict[str, Any]
+    ) -> dict[str, Any]:
+        new_state = dict(auth_state)  # keys other code added survive
+        claims = dict(auth_state.get(self.user_auth_state_key) or {})
+        claims.update(await self.claims_after_refresh(token_info))
+        # no rotation / no id_token in the response: keep the previous ones
+        token_info = dict(token_info)
+        for key in ("refresh_token", "id_token"):
+            if not token_info.get(key):
+                token_info[key] = auth_state.get(key)
+        scope = token_info.get("scope", auth_state.get("scope") or [])
+        new_state.update(
+            {
+                "access_token": token_info["access_token"],
+                "refresh_token": token_info["refresh_token"],
+                "id_token": token_info["id_token"],
+                "scope": scope.split(" ") if isinstance(scope, str) else scope,
+                "token_response": token_info,
+                self.user_auth_state_key: claims,
+                **self.expiry_fields(token_info),
+            }
+        )
+        admin = True if user.name in self.admin_users else None
+        auth_model = {"name": user.name, "admin": admin, "auth_state": new_state}
+        if self.modify_auth_state_hook is not None:
+            auth_model["auth_state"] = await self._call_modify_auth_state_hook(new_state)
+        auth_model = await self.update_auth_model(auth_model)
+        if self.manage_groups:
+            # upstream's private helper (oauthenticator 17): groups + admin_groups, as at login
+            auth_model = await self._apply_managed_groups(auth_model)
+        return auth_model
+
+    async def claims_after_refresh(self, token_info: dict[str, Any]) -> dict[str, Any]:
+        """Current claims: the refresh response's id_token, else userinfo (userinfo_on_refresh)."""
+        if self.userinfo_on_refresh != "always" and token_info.get("id_token"):
+            claims = await self.check_id_token(token_info) if self.verify_id_token else {}
+            if self.entitlements_claim in claims or self.userinfo_on_refresh == "never":
+                return claims
+        if self.userinfo_on_refresh == "never":
+            return {}
+        return await self.token_to_user(token_info)
+
+    async def drop_authorization(self, user: Any, auth_state: dict[str, Any]) -> None:
+        """The user lost the VO/entitlement: revoke the new tokens and forget them."""
+        self.log.warning("%s is no longer authorized (VO or entitlement lost)", user.name)
+        await revoke_auth_state_tokens(self, auth_state)
+        stripped = strip_tokens(auth_state)
+        await user.save_auth_state(stripped)
+        await self.on_tokens_refreshed(user, stripped)
+
+    async def on_tokens_refreshed(self, user: Any, auth_state: dict[str, Any]) -> None:
+        """Tell the user's spawners (token Secrets) about new or removed tokens."""
+        for spawner in list(getattr(user, "spawners", {}).values()):
+            update = getattr(spawner, "update_token_secret", None)
+            if update is None or not getattr(spawner, "active", False):
+                continue
+            try:
+                await update(auth_state)
+            except Exception as e:
+                self.log.error("Updating the token of %s failed: %s", spawner._log_name, e)
+
+    # ---- logout --------------------------------------------------------------------------
+    async def logout_tokens(self, user: Any, handler: Any) -> str | None:
+        """Revoke and forget the tokens as configured; the end_session URL to redirect to."""
+        auth_state = await user.get_auth_state() or {}
+        id_token = auth_state.get("id_token")
+        if self.should_revoke_on_logout(user) and auth_state.get("access_token"):
+            await revoke_auth_state_tokens(self, auth_state)
+            await user.save_auth_state(strip_tokens(auth_state))
+        if self.logout_redirect_url or not self.end_session_redirect:
+            return None
+        endpoint = await self.get_endpoint("end_session_endpoint")
+        if not endpoint:
+            return None
+        return end_session_url(
+            endpoint, self.client_id, id_token, self.post_logout_uri_for(handler)
+        )
+
+    def should_revoke_on_logout(self, user: Any) -> bool:
+        if self.revoke_on_logout == "always":
+            return True
+        if self.revoke_on_logout == "never":
+            return False
+        return not any(s.active for s in user.spawners.values())
+
+    def post_logout_uri_for(self, handler: Any) -> str:
+        if self.post_logout_redirect_uri:
+            return self.post_logout_redirect_uri
+        request = handler.request
+        return f"{request.protocol}://{request.host}{handler.settings['login_url']}"
+

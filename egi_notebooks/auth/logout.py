@@ -1,0 +1,106 @@
+"""Logout: RFC 7009 token revocation and OpenID Connect RP-initiated logout."""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from oauthenticator.oauth2 import OAuthLogoutHandler
+from tornado.httpclient import HTTPRequest
+
+if TYPE_CHECKING:
+    from .authenticator import EGICheckinAuthenticator
+
+# auth_state keys that hold credentials; dropped at logout and when authorization is lost
+TOKEN_KEYS = ("access_token", "refresh_token", "id_token", "token_response")
+
+
+def client_auth(
+    client_id: str, client_secret: str, basic: bool
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(headers, form fields) authenticating the client, as the token endpoint is configured."""
+    if basic:
+        raw = f"{client_id}:{client_secret}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}, {}
+    return {}, {"client_id": client_id, "client_secret": client_secret}
+
+
+async def revoke_token(
+    authenticator: EGICheckinAuthenticator, endpoint: str, token: str, hint: str
+) -> bool:
+    """Revoke one token; True when the provider confirmed (RFC 7009: 200)."""
+    headers, fields = client_auth(
+        authenticator.client_id, authenticator.client_secret, authenticator.basic_auth
+    )
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    request = HTTPRequest(
+        endpoint,
+        method="POST",
+        headers=headers,
+        body=urlencode({"token": token, "token_type_hint": hint, **fields}),
+        validate_cert=authenticator.validate_server_cert,
+        **authenticator.http_request_kwargs,
+    )
+    try:
+        response = await authenticator.http_client.fetch(request, raise_error=False)
+    except Exception as e:
+        authenticator.log.warning("Token revocation failed: cannot reach %s: %s", endpoint, e)
+        return False
+    if response.code != 200:
+        authenticator.log.warning("Revocation at %s answered HTTP %s", endpoint, response.code)
+        return False
+    return True
+
+
+async def revoke_auth_state_tokens(
+    authenticator: EGICheckinAuthenticator, auth_state: dict[str, Any]
+) -> bool:
+    """Revoke the refresh token (Keycloak then drops its access tokens), then the access token."""
+    endpoint = await authenticator.get_endpoint("revocation_endpoint")
+    if not endpoint:
+        authenticator.log.warning("The provider has no revocation_endpoint: tokens not revoked")
+        return False
+    ok = True
+    for key, hint in (("refresh_token", "refresh_token"), ("access_token", "access_token")):
+        token = auth_state.get(key)
+        if isinstance(token, str) and token:
+            ok = await revoke_token(authenticator, endpoint, token, hint) and ok
+    return ok
+
+
+def strip_tokens(auth_state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of auth_state without credentials (other keys survive)."""
+    stripped = {k: v for k, v in auth_state.items() if k not in TOKEN_KEYS}
+    stripped["expires_at"] = None
+    return stripped
+
+
+def end_session_url(
+    endpoint: str, client_id: str, id_token: str | None, post_logout_redirect_uri: str | None
+) -> str:
+    params = {"client_id": client_id}
+    if id_token:
+        params["id_token_hint"] = id_token
+    if post_logout_redirect_uri:
+        params["post_logout_redirect_uri"] = post_logout_redirect_uri
+    separator = "&" if "?" in endpoint else "?"
+    return endpoint + separator + urlencode(params)
+
+
+class EGILogoutHandler(OAuthLogoutHandler):
+    """Revokes the user's tokens and sends the browser to the provider's end_session endpoint."""
+
+    _end_session_target: str | None = None
+
+    async def handle_logout(self) -> None:
+        await super().handle_logout()
+        user = self.current_user
+        if user is not None:
+            self._end_session_target = await self.authenticator.logout_tokens(user, self)
+
+    async def render_logout_page(self) -> None:
+        if self._end_session_target:
+            self.redirect(self._end_session_target)
+            return
+        await super().render_logout_page()
