@@ -72,7 +72,9 @@ class PostgresServer:
         import psycopg2
 
         name = name or f"test_{next(self._names)}"
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres"
+        )
         conn.autocommit = True
         try:
             with conn.cursor() as cursor:

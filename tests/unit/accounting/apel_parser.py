@@ -54,7 +54,7 @@ def check_record(raw: dict[str, str]) -> dict:
     record: dict = {}
     for key, value in raw.items():
         if key in INTEGER:
-            assert re.fullmatch(r"[0-9]+", value), f"{key} must be a non-negative integer: {value!r}"
+            assert re.fullmatch(r"[0-9]+", value), f"{key} must be an integer >= 0: {value!r}"
             record[key] = int(value)
         elif key == "Benchmark":
             record[key] = float(value)
