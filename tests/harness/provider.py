@@ -1,0 +1,368 @@
+"""The local OpenID Connect provider as a real process, for tests, benchmarks and the demo.
+
+``ProviderProcess`` does not need pytest; the fixtures at the bottom are defined only when
+pytest is importable. The provider listens on ``--port 0`` and announces its issuer on stdout,
+so there is no race for a free port.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import httpx
+
+from egi_notebooks.demo.provider.demo_users import demo_users, make_config
+from egi_notebooks.demo.provider.handlers import PATHS
+
+ROOT = Path(__file__).resolve().parents[2]
+READY = "provider ready at "
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/hub/oauth_callback"
+DEFAULT_POST_LOGOUT_URI = "http://127.0.0.1:8000/hub/login"
+DEFAULT_SCOPE = "openid profile email offline_access eduperson_entitlement voperson_id"
+HTTP_TIMEOUT = 10.0
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "ProviderProcess",
+    "demo_users",
+    "make_provider_config",
+    "pkce_pair",
+    "provider_factory",
+]
+
+
+def make_provider_config(
+    redirect_uri: str | list[str],
+    post_logout_uri: str | list[str],
+    users: dict[str, dict[str, Any]] | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    """One client ``hub`` with a random secret, a random admin token, the demo users
+    (alice, bob, admin, mallory; password = login) unless ``users`` is given; ``kw`` sets
+    top-level keys (lifetimes, ``jwt_access_tokens``, ``realm_path``, ``client_secret``...)."""
+    return make_config(redirect_uri, post_logout_uri, users=users, **kw)
+
+
+# A default configuration for a hub at 127.0.0.1:8000; deep-copy it before changing it.
+DEFAULT_CONFIG: dict[str, Any] = make_provider_config(DEFAULT_REDIRECT_URI, DEFAULT_POST_LOGOUT_URI)
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(code_verifier, S256 code_challenge)."""
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class ProviderProcess:
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.workdir: Path | None = None
+        self.config: dict[str, Any] = {}
+        self.issuer = ""
+        self.port = 0
+        self.last_log = ""
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def start(self, config: dict[str, Any], timeout: float = 15.0) -> ProviderProcess:
+        self.config = config
+        self.workdir = Path(tempfile.mkdtemp(prefix="egi-provider-"))
+        config_path = self.workdir / "provider.json"
+        config_path.write_text(json.dumps(config))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        with open(self.workdir / "stdout", "wb") as out, open(self.workdir / "stderr", "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "egi_notebooks.demo.provider", "--port", "0"]
+                + ["--config", str(config_path)],
+                cwd=self.workdir,
+                env=env,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = (self.workdir / "stdout").read_text()
+            if READY in line:
+                self.issuer = line.split(READY, 1)[1].split()[0]
+                self.port = urlsplit(self.issuer).port or 0
+                return self
+            if self.proc.poll() is not None:
+                log = self.log()
+                self.stop()
+                raise RuntimeError(f"provider exited with {self.proc.returncode}:\n{log}")
+            time.sleep(0.02)
+        log = self.log()
+        self.stop()
+        raise TimeoutError(f"provider not ready after {timeout}s:\n{log}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout)
+            except ProcessLookupError:
+                pass
+        if self.workdir is not None:
+            self.last_log = self.log()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self) -> ProviderProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log(self) -> str:
+        """The provider's stderr (its log) so far."""
+        if self.workdir is None:
+            return self.last_log
+        try:
+            return (self.workdir / "stderr").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # -- addresses and credentials ---------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def endpoint(self, name: str) -> str:
+        """URL of an endpoint by its stats name (discovery, token, userinfo, ...)."""
+        return self.issuer + PATHS[name]
+
+    @property
+    def admin_token(self) -> str:
+        return self.config.get("admin_token", "")
+
+    @property
+    def client(self) -> dict[str, Any]:
+        return self.config["clients"][0]
+
+    @property
+    def client_id(self) -> str:
+        return self.client["client_id"]
+
+    @property
+    def client_secret(self) -> str:
+        return self.client["client_secret"]
+
+    # -- admin API -------------------------------------------------------------------------------
+    def _admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    @staticmethod
+    def _checked(r: httpx.Response) -> Any:
+        if r.status_code >= 400:
+            raise RuntimeError(f"admin API {r.request.method} {r.request.url.path}: {r.text}")
+        return r.json() if r.content else None
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        r = httpx.request(
+            method, self.url + path, json=body, headers=self._admin_headers(), timeout=HTTP_TIMEOUT
+        )
+        return self._checked(r)
+
+    async def aadmin(self, method: str, path: str, body: Any = None) -> Any:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
+            r = await client.request(
+                method, self.url + path, json=body, headers=self._admin_headers()
+            )
+        return self._checked(r)
+
+    # each helper is one (method, path, body) triple, run sync or async
+    @staticmethod
+    def _set_claims(login: str, claims: dict, password: str | None = None) -> tuple:
+        body: dict[str, Any] = {"claims": claims}
+        if password is not None:
+            body["password"] = password
+        return "PUT", f"/_admin/users/{quote(login, safe='')}", body
+
+    @staticmethod
+    def _patch_claims(login: str, claims: dict) -> tuple:
+        return "PATCH", f"/_admin/users/{quote(login, safe='')}", {"claims": claims}
+
+    @staticmethod
+    def _fault(
+        mode: str = "none",
+        delay: float = 0,
+        endpoints: list[str] | None = None,
+        count: int | None = None,
+    ) -> tuple:
+        body = {"mode": mode, "delay": delay, "endpoints": endpoints, "count": count}
+        return "PUT", "/_admin/fault", body
+
+    def set_claims(self, login: str, claims: dict, password: str | None = None) -> Any:
+        return self.admin(*self._set_claims(login, claims, password))
+
+    async def aset_claims(self, login: str, claims: dict, password: str | None = None) -> Any:
+        return await self.aadmin(*self._set_claims(login, claims, password))
+
+    def patch_claims(self, login: str, claims: dict) -> Any:
+        return self.admin(*self._patch_claims(login, claims))
+
+    async def apatch_claims(self, login: str, claims: dict) -> Any:
+        return await self.aadmin(*self._patch_claims(login, claims))
+
+    def delete_user(self, login: str) -> None:
+        self.admin("DELETE", f"/_admin/users/{quote(login, safe='')}")
+
+    def stats(self) -> dict[str, Any]:
+        return self.admin("GET", "/_admin/stats")
+
+    async def astats(self) -> dict[str, Any]:
+        return await self.aadmin("GET", "/_admin/stats")
+
+    def reset_stats(self) -> None:
+        self.admin("POST", "/_admin/stats/reset")
+
+    async def areset_stats(self) -> None:
+        await self.aadmin("POST", "/_admin/stats/reset")
+
+    def set_fault(self, mode: str = "none", **kw: Any) -> Any:
+        """``mode`` with ``delay``, ``endpoints`` (default all OIDC ones), ``count``."""
+        return self.admin(*self._fault(mode, **kw))
+
+    async def aset_fault(self, mode: str = "none", **kw: Any) -> Any:
+        return await self.aadmin(*self._fault(mode, **kw))
+
+    def settings(self, **kw: Any) -> dict[str, Any]:
+        return self.admin("PUT", "/_admin/settings", kw)
+
+    async def asettings(self, **kw: Any) -> dict[str, Any]:
+        return await self.aadmin("PUT", "/_admin/settings", kw)
+
+    def token_counts(self, login: str) -> dict[str, int]:
+        return self.admin("GET", f"/_admin/tokens/{quote(login, safe='')}")
+
+    def _introspect_args(self, token: str, client_id: str | None, secret: str | None) -> dict:
+        return {
+            "url": self.endpoint("introspection"),
+            "data": {"token": token},
+            "auth": (client_id or self.client_id, secret or self.client_secret),
+        }
+
+    def introspect(
+        self, token: str, client_id: str | None = None, client_secret: str | None = None
+    ) -> dict[str, Any]:
+        r = httpx.post(
+            **self._introspect_args(token, client_id, client_secret), timeout=HTTP_TIMEOUT
+        )
+        r.raise_for_status()
+        return r.json()
+
+    async def aintrospect(
+        self, token: str, client_id: str | None = None, client_secret: str | None = None
+    ) -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
+            r = await client.post(**self._introspect_args(token, client_id, client_secret))
+        r.raise_for_status()
+        return r.json()
+
+    # -- a client of its own: the code flow without a hub ------------------------------------------
+    def authorize(
+        self, login: str, password: str | None = None, http: httpx.Client | None = None, **params
+    ) -> httpx.Response:
+        """Walk the login form; returns the provider's final answer (a redirect on success).
+
+        ``params`` are authorization request parameters (defaults: this client, its first
+        redirect_uri, response_type=code, DEFAULT_SCOPE)."""
+        query = {
+            "client_id": self.client_id,
+            "redirect_uri": self.client["redirect_uris"][0],
+            "response_type": "code",
+            "scope": DEFAULT_SCOPE,
+            **params,
+        }
+        if http is None:
+            with httpx.Client(timeout=HTTP_TIMEOUT) as http:
+                return self.authorize(login, password, http, **params)
+        form = http.get(self.endpoint("authorization"), params=query)
+        if form.status_code != 200 or "<form" not in form.text:
+            return form
+        fields = {
+            html.unescape(name): html.unescape(value)
+            for name, value in re.findall(
+                r'<input type="hidden" name="([^"]*)" value="([^"]*)">', form.text
+            )
+        }
+        fields.update(username=login, password=login if password is None else password)
+        action = html.unescape(re.search(r'<form[^>]*action="([^"]*)"', form.text).group(1))
+        return http.post(self.url + action, data=fields)
+
+    def get_code(self, login: str, password: str | None = None, **params: Any) -> str:
+        r = self.authorize(login, password, **params)
+        if r.status_code != 302:
+            raise RuntimeError(f"login of {login} failed: {r.status_code} {r.text[:300]}")
+        query = parse_qs(urlsplit(r.headers["location"]).query)
+        if "code" not in query:
+            raise RuntimeError(f"login of {login} failed: {r.headers['location']}")
+        return query["code"][0]
+
+    def login_tokens(self, login: str, scope: str = DEFAULT_SCOPE, **params: Any) -> dict:
+        """A token response for ``login`` through the full code flow with PKCE S256."""
+        verifier, challenge = pkce_pair()
+        code = self.get_code(
+            login, scope=scope, code_challenge=challenge, code_challenge_method="S256", **params
+        )
+        r = httpx.post(
+            self.endpoint("token"),
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": params.get("redirect_uri", self.client["redirect_uris"][0]),
+                "code_verifier": verifier,
+            },
+            auth=(self.client_id, self.client_secret),
+            timeout=HTTP_TIMEOUT,
+        )
+        r.raise_for_status()
+        return r.json()
+
+
+try:
+    import pytest
+except ImportError:  # the demo may run without the test extra
+    pytest = None
+
+if pytest is not None:
+
+    @pytest.fixture
+    def provider_factory():
+        """``start(config=None, **kw) -> ProviderProcess``; stopped at teardown.
+
+        Without ``config``: ``make_provider_config(DEFAULT_REDIRECT_URI,
+        DEFAULT_POST_LOGOUT_URI, **kw)``."""
+        started: list[ProviderProcess] = []
+
+        def start(config: dict[str, Any] | None = None, **kw: Any) -> ProviderProcess:
+            if config is None:
+                config = make_provider_config(DEFAULT_REDIRECT_URI, DEFAULT_POST_LOGOUT_URI, **kw)
+            provider = ProviderProcess()
+            started.append(provider)
+            return provider.start(config)
+
+        yield start
+        for provider in started:
+            provider.stop()
