@@ -1,0 +1,76 @@
+"""A real hub with EGICheckinAuthenticator pointed at a real local OIDC provider."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .hub import HubProcess
+from .provider import ProviderProcess, make_provider_config
+
+
+class EGIHub:
+    """Provider + hub, started together; ``hub_config`` is appended to the hub config."""
+
+    def __init__(self, workdir: Path, hub_config: str = "", **provider_settings: Any) -> None:
+        self.hub = HubProcess(workdir)
+        self.provider = ProviderProcess()
+        self.provider_settings = provider_settings
+        self.hub_config = textwrap.dedent(hub_config)
+
+    def start(self) -> EGIHub:
+        config = make_provider_config(
+            f"{self.hub.url}/hub/oauth_callback",
+            f"{self.hub.url}/hub/login",
+            **self.provider_settings,
+        )
+        self.provider.start(config)
+        self.hub.config = self.authenticator_config() + self.hub_config
+        self.hub.start()
+        return self
+
+    def authenticator_config(self) -> str:
+        return textwrap.dedent(
+            f"""
+            c.JupyterHub.authenticator_class = "egicheckin"
+            c.EGICheckinAuthenticator.oidc_issuer = {self.provider.issuer!r}
+            c.EGICheckinAuthenticator.client_id = {self.provider.client_id!r}
+            c.EGICheckinAuthenticator.client_secret = {self.provider.client_secret!r}
+            c.EGICheckinAuthenticator.oauth_callback_url = "{self.hub.url}/hub/oauth_callback"
+            c.EGICheckinAuthenticator.allowed_vos = {{"vo.notebooks.egi.eu", "vo.access.egi.eu"}}
+            c.EGICheckinAuthenticator.admin_entitlements = {{"vo.notebooks.egi.eu:role=manager"}}
+            c.EGICheckinAuthenticator.vo_priority = ["vo.access.egi.eu"]
+            c.EGICheckinAuthenticator.discovery_retries = 1
+            c.EGICheckinAuthenticator.discovery_backoff = 0.2
+            """
+        )
+
+    def stop(self) -> None:
+        self.hub.stop()
+        self.provider.stop()
+
+    def user_model(self, name: str) -> dict[str, Any]:
+        r = self.hub.api("GET", f"/users/{name}")
+        r.raise_for_status()
+        return r.json()
+
+    def auth_state(self, name: str) -> dict[str, Any]:
+        return self.user_model(name).get("auth_state") or {}
+
+
+@pytest.fixture
+def egi_hub_factory(tmp_path):
+    """``start(hub_config="", **provider_settings) -> EGIHub``; stopped at teardown."""
+    started: list[EGIHub] = []
+
+    def start(hub_config: str = "", **provider_settings: Any) -> EGIHub:
+        egi = EGIHub(tmp_path / f"hub{len(started)}", hub_config, **provider_settings)
+        started.append(egi)
+        return egi.start()
+
+    yield start
+    for egi in started:
+        egi.stop()
