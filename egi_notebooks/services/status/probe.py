@@ -1,0 +1,263 @@
+"""One probe run: create the probe user, start its server, run code in a kernel, stop it.
+
+Every phase has its own timeout and its duration is recorded; the first failing phase makes
+the run CRITICAL with the phase and the reason, and a failed run always stops the server it
+may have started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from ..hub import HubAPIError, HubClient
+from . import PROBE_GROUP
+from .kernel import KernelClient, KernelError
+from .results import CRITICAL, RunResult, grade
+
+T = TypeVar("T")
+
+HOME_CODE = """\
+import os, pathlib
+p = pathlib.Path(os.path.expanduser({home!r})) / ".egi-notebooks-probe-{nonce}"
+p.write_text("{nonce}")
+ok = p.read_text() == "{nonce}"
+p.unlink()
+print("home-ok" if ok else "home-mismatch")
+"""
+
+TOKEN_CODE = """\
+import os, pathlib
+p = pathlib.Path({path!r})
+print("token-ok" if p.is_file() and p.read_text().strip() else "token-missing")
+"""
+
+
+class PhaseFailed(Exception):
+    def __init__(self, phase: str, reason: str) -> None:
+        super().__init__(f"{phase}: {reason}")
+        self.phase = phase
+        self.reason = reason
+
+
+@dataclass
+class ProbeConfig:
+    user: str
+    proxy_url: str
+    token: str
+    timeouts: dict[str, float]
+    thresholds: dict[str, float] = field(default_factory=dict)
+    code: str = ""
+    expected_output: str = ""
+    kernel_name: str = "python3"
+    profile: str | None = None
+    check_home: str = ""
+    token_file: str = ""
+    group: str = PROBE_GROUP
+    poll_interval: float = 0.2
+
+
+class Probe:
+    """One run against the hub; :meth:`run` never raises (except cancellation)."""
+
+    def __init__(self, hub: HubClient, config: ProbeConfig, logger: logging.Logger) -> None:
+        self.hub = hub
+        self.config = config
+        self.log = logger
+        self.phases: dict[str, float] = {}
+        self.nonce = secrets.token_hex(8)
+        self.server_started = False
+        self.server_url: str | None = None
+        self.kernel: KernelClient | None = None
+        quoted = quote(config.user, safe="")
+        self.user_path = f"/users/{quoted}"
+
+    # -- helpers ---------------------------------------------------------------------------
+    async def phase(self, name: str, func: Callable[[], Awaitable[T]]) -> T:
+        timeout = self.config.timeouts.get(name, 60)
+        start = time.monotonic()
+        try:
+            return await asyncio.wait_for(func(), timeout)
+        except TimeoutError:
+            raise PhaseFailed(name, f"timed out after {timeout:g}s") from None
+        except PhaseFailed:
+            raise
+        except (HubAPIError, KernelError, httpx.HTTPError, OSError, ValueError) as e:
+            raise PhaseFailed(name, str(e) or repr(e)) from e
+        finally:
+            self.phases[name] = time.monotonic() - start
+
+    async def user_model(self) -> dict[str, Any] | None:
+        response = await self.hub.request("GET", self.user_path)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise HubAPIError("GET", self.user_path, response.status_code, response.text[:200])
+        return response.json()
+
+    async def server_model(self) -> dict[str, Any] | None:
+        model = await self.user_model()
+        return (model or {}).get("servers", {}).get("")
+
+    async def stop_server(self) -> None:
+        """Stop the default server and wait until the hub has no server for the user."""
+        response = await self.hub.request("DELETE", f"{self.user_path}/server")
+        if response.status_code not in (202, 204, 400, 404):
+            raise HubAPIError("DELETE", "server", response.status_code, response.text[:200])
+        # the hub has no "server stopped" event stream: poll its model (bounded by the phase)
+        while True:
+            if await self.server_model() is None:
+                return
+            await asyncio.sleep(self.config.poll_interval)
+
+    # -- phases ----------------------------------------------------------------------------
+    async def ensure_user(self) -> dict[str, Any]:
+        model = await self.user_model()
+        if model is None:
+            self.log.info("creating probe user %s", self.config.user)
+            model = await self.hub.json("POST", self.user_path, ok=(201, 409))
+            model = model if model and "name" in model else await self.user_model()
+        if self.config.group not in (model or {}).get("groups", []):
+            # mark the user as a probe (accounting leaves group members out)
+            group = f"/groups/{quote(self.config.group, safe='')}"
+            body = {"users": [self.config.user]}
+            response = await self.hub.request("POST", f"{group}/users", json=body)
+            if response.status_code == 404:
+                await self.hub.json("POST", group, ok=(201,), json=body)
+            elif response.status_code != 200:
+                raise HubAPIError("POST", group, response.status_code, response.text[:200])
+        return model or {}
+
+    async def spawn(self) -> str:
+        body = {"user_options": {"profile": self.config.profile} if self.config.profile else {}}
+        self.server_started = True  # from here on a failure must stop the server
+        response = await self.hub.request("POST", f"{self.user_path}/server", json=body)
+        if response.status_code not in (201, 202):
+            raise PhaseFailed("spawn", f"hub refused to start the server: HTTP "
+                              f"{response.status_code}: {_hub_message(response)}")
+        if response.status_code == 202:
+            url = await self.follow_progress()
+        else:
+            url = ((await self.server_model()) or {}).get("url")
+        if not url:
+            raise PhaseFailed("spawn", "server reported ready without a URL")
+        return self.config.proxy_url.rstrip("/") + url
+
+    async def follow_progress(self) -> str:
+        """Read the hub's progress event stream until the server is ready or failed."""
+        path = f"{self.hub.api_url}{self.user_path}/server/progress"
+        last = "no progress event"
+        # HubClient has no streaming call: a client of our own, same token. The phase timeout
+        # bounds the stream; the read timeout only has to outlive the hub's keepalives.
+        headers = {"Authorization": f"token {self.config.token}"}
+        async with (
+            httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=None)) as client,
+            client.stream("GET", path) as r,
+        ):
+            if r.status_code != 200:
+                await r.aread()
+                raise PhaseFailed("spawn", f"progress: HTTP {r.status_code}: {r.text[:200]}")
+            async for line in r.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                event = json.loads(line[5:])
+                last = event.get("message") or last
+                if event.get("ready"):
+                    return event.get("url") or ((await self.server_model()) or {}).get("url")
+                if event.get("failed"):
+                    raise PhaseFailed("spawn", last)
+        raise PhaseFailed("spawn", f"progress stream ended before the server was ready: {last}")
+
+    async def start_kernel(self) -> None:
+        assert self.server_url
+        self.kernel = KernelClient(
+            self.server_url,
+            self.config.token,
+            kernel_name=self.config.kernel_name,
+            request_timeout=self.config.timeouts.get("kernel", 60),
+        )
+        await self.kernel.start()
+        await self.kernel.connect()
+
+    async def run_cell(self, phase: str, code: str, expected: str) -> None:
+        assert self.kernel
+        result = await self.kernel.execute(code)
+        if result.error:
+            raise PhaseFailed(phase, f"code raised {result.error}")
+        if expected and result.stdout.strip() != expected:
+            raise PhaseFailed(
+                phase, f"unexpected output {result.stdout.strip()[:100]!r}, wanted {expected!r}"
+            )
+
+    async def execute(self) -> None:
+        checksum = hashlib.sha256(self.nonce.encode()).hexdigest()
+        code = self.config.code.replace("{nonce}", self.nonce)
+        expected = self.config.expected_output.replace("{sha256}", checksum)
+        await self.run_cell("execute", code, expected)
+
+    async def shutdown_kernel(self) -> None:
+        assert self.kernel
+        await self.kernel.shutdown()
+
+    # -- the run ---------------------------------------------------------------------------
+    async def run(self) -> RunResult:
+        started = time.time()
+        profile = self.config.profile
+        try:
+            model = await self.phase("user", self.ensure_user)
+            if (model.get("servers") or {}).get(""):
+                self.log.warning("probe server already running (earlier crash?): stopping it")
+                self.server_started = True
+                await self.phase("cleanup", self.stop_server)
+                self.server_started = False
+            self.server_url = await self.phase("spawn", self.spawn)
+            await self.phase("kernel", self.start_kernel)
+            await self.phase("execute", self.execute)
+            if self.config.check_home:
+                code = HOME_CODE.format(home=self.config.check_home, nonce=self.nonce)
+                await self.phase("home", lambda: self.run_cell("home", code, "home-ok"))
+            if self.config.token_file:
+                code = TOKEN_CODE.format(path=self.config.token_file)
+                await self.phase("token", lambda: self.run_cell("token", code, "token-ok"))
+            await self.phase("shutdown", self.shutdown_kernel)
+            await self.phase("stop", self.stop_server)
+            self.server_started = False
+        except PhaseFailed as e:
+            self.log.error("probe run failed in phase %s: %s", e.phase, e.reason)
+            where = f" (profile {profile})" if profile else ""
+            result = RunResult(started, time.time(), CRITICAL, f"{e.phase} failed{where}: "
+                               f"{e.reason}", dict(self.phases), e.phase, profile)
+            await self.cleanup()
+            return result
+        finally:
+            if self.kernel:
+                await self.kernel.aclose()
+        status, slow, message = grade(self.phases, self.config.thresholds, profile)
+        return RunResult(started, time.time(), status, message, dict(self.phases), slow, profile)
+
+    async def cleanup(self) -> None:
+        """Stop the server a failed run may have left (bounded; never raises)."""
+        if not self.server_started:
+            return
+        timeout = self.config.timeouts.get("stop", 60)
+        try:
+            await asyncio.wait_for(self.stop_server(), timeout)
+        except Exception as e:  # the run is already CRITICAL: report, don't mask it
+            self.log.error("could not stop the probe server after a failed run: %s", e)
+
+
+def _hub_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message"))
+    except ValueError:
+        return response.text[:200]

@@ -1,0 +1,206 @@
+"""Tornado handlers of the status service, served under ``$JUPYTERHUB_SERVICE_PREFIX``.
+
+- ``<prefix>``: HTML page (JSON with ``Accept: application/json``, as the older EGI page did)
+- ``<prefix>status.json``: the current status for machines (``code``, ``msg``, ``time``...)
+- ``<prefix>metrics``: Prometheus text format
+- ``POST <prefix>run``: run the probe now (hub admins only; ``?wait=1`` waits for the result)
+
+Reading is public, like the EGI status page ARGO reads; starting a run needs a hub token whose
+owner is an admin (or holds unfiltered ``admin:servers``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from jupyterhub.services.auth import HubAuth
+from tornado import web
+
+from .results import EXIT_CODES, PHASES
+
+if TYPE_CHECKING:
+    from .app import StatusApp
+
+COLOURS = {"OK": "#2e7d32", "WARNING": "#f9a825", "CRITICAL": "#c62828", "UNKNOWN": "#616161"}
+
+
+class BaseHandler(web.RequestHandler):
+    def initialize(self, app: StatusApp) -> None:
+        self.status_app = app
+
+    def status(self) -> dict[str, Any]:
+        status = self.status_app.store.current(self.status_app.interval)
+        status["running"] = self.status_app.running
+        status["thresholds"] = dict(self.status_app.warning_thresholds)
+        status["timeouts"] = self.status_app.probe_config(None).timeouts
+        return status
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(data))
+
+
+class StatusJSONHandler(BaseHandler):
+    def get(self) -> None:
+        self.write_json(self.status())
+
+
+class PageHandler(BaseHandler):
+    def get(self) -> None:
+        if "application/json" in self.request.headers.get("Accept", ""):
+            return self.write_json(self.status())
+        self.set_header("Cache-Control", "no-store")
+        self.finish(render_page(self.status(), self.status_app))
+
+
+class MetricsHandler(BaseHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(render_metrics(self.status(), self.status_app))
+
+
+class RunHandler(BaseHandler):
+    def check_xsrf_cookie(self) -> None:
+        # token-authenticated API call; no cookies are accepted here
+        pass
+
+    async def post(self) -> None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in {"token", "bearer"} or not token:
+            raise web.HTTPError(403, "a hub API token is required")
+        auth: HubAuth = self.settings["hub_auth"]
+        model = await auth.user_for_token(token.strip(), sync=False)
+        if not model:
+            raise web.HTTPError(403, "invalid token")
+        if not (model.get("admin") or "admin:servers" in model.get("scopes", [])):
+            raise web.HTTPError(403, "only hub admins may start a probe run")
+        task, started = self.status_app.trigger()
+        self.status_app.log.info("probe run requested by %s %s (%s)", model.get("kind", "user"),
+                                 model.get("name"), "started" if started else "already running")
+        if self.get_argument("wait", "") in {"1", "true", "yes"}:
+            result = await asyncio.shield(task)
+            return self.write_json({"started": started, "result": result.to_dict()})
+        self.write_json({"started": started, "running": True}, status=202)
+
+
+def make_web_app(app: StatusApp) -> web.Application:
+    prefix = re.escape(app.service_prefix)
+    kwargs = {"app": app}
+    hub_auth = HubAuth(api_url=app.hub_api_url, api_token=app.api_token, cache_max_age=60)
+    handlers: list[tuple] = [
+        (prefix, PageHandler, kwargs),
+        (prefix + r"status\.json", StatusJSONHandler, kwargs),
+        (prefix + "metrics", MetricsHandler, kwargs),
+        (prefix + "run", RunHandler, kwargs),
+    ]
+    if app.service_prefix != "/":
+        handlers.append((prefix.rstrip("/"), web.RedirectHandler, {"url": app.service_prefix}))
+    return web.Application(handlers, hub_auth=hub_auth)
+
+
+# -- rendering ---------------------------------------------------------------------------
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _chart(app: StatusApp) -> str:
+    """An inline SVG bar chart of recent run durations, coloured by status."""
+    runs = list(app.store.runs)[-48:]
+    if not runs:
+        return ""
+    top = max(r.duration for r in runs) or 1.0
+    width, height, bar = 12 * len(runs), 80, 10
+    bars = []
+    for i, r in enumerate(runs):
+        h = max(2.0, height * r.duration / top)
+        bars.append(
+            f'<rect x="{i * 12}" y="{height - h:.1f}" width="{bar}" height="{h:.1f}" '
+            f'fill="{COLOURS.get(r.status, "#000")}"><title>'
+            f"{html.escape(time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(r.finished)))} UTC "
+            f"{r.status} {r.duration:.1f}s</title></rect>"
+        )
+    return (
+        f'<svg width="{width}" height="{height}" role="img" aria-label="recent run durations">'
+        + "".join(bars)
+        + f"</svg><p>longest: {top:.1f}s</p>"
+    )
+
+
+def render_page(status: dict[str, Any], app: StatusApp) -> str:
+    code = status["code"]
+    phases = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v:.2f} s</td></tr>"
+        for k, v in status.get("phases", {}).items()
+    )
+    rows = "".join(
+        f"<tr><td>{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(r.finished))} UTC</td>"
+        f'<td style="color:{COLOURS.get(r.status, "#000")}">{r.status}</td>'
+        f"<td>{r.duration:.1f} s</td><td>{html.escape(r.message)}</td></tr>"
+        for r in reversed(list(app.store.runs)[-20:])
+    )
+    running = "<p><em>A probe run is in progress.</em></p>" if status.get("running") else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>EGI Notebooks status: {code}</title>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:left}}
+.status{{color:#fff;background:{COLOURS.get(code, "#000")};padding:4px 12px;border-radius:4px}}
+</style></head><body>
+<h1>EGI Notebooks status: <span class="status" id="status">{code}</span></h1>
+<p id="message">{html.escape(status["msg"])}</p>
+<p>Last run: <span id="age">{_ago(status.get("age"))}</span>
+(interval {app.interval:g} s, probe user {html.escape(app.probe_user)}).</p>
+{running}
+<h2>Phases of the last run</h2><table><tr><th>phase</th><th>time</th></tr>{phases}</table>
+<h2>Recent runs</h2>{_chart(app)}
+<table><tr><th>finished</th><th>status</th><th>duration</th><th>message</th></tr>{rows}</table>
+<p><a href="status.json">status.json</a> · <a href="metrics">metrics</a></p>
+</body></html>"""
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_metrics(status: dict[str, Any], app: StatusApp) -> str:
+    p = "egi_notebooks_status"
+    last = app.store.last
+    lines = [
+        f"# HELP {p} Current probe status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (stale/none).",
+        f"# TYPE {p} gauge",
+        f"{p} {EXIT_CODES[status['code']]}",
+        f"# HELP {p}_running Whether a probe run is in progress.",
+        f"# TYPE {p}_running gauge",
+        f"{p}_running {int(app.running)}",
+        f"# HELP {p}_runs_total Probe runs by result since the history file was created.",
+        f"# TYPE {p}_runs_total counter",
+    ]
+    for name in ("OK", "WARNING", "CRITICAL"):
+        lines.append(f'{p}_runs_total{{status="{name}"}} {app.store.counts.get(name, 0)}')
+    if last is not None:
+        lines += [
+            f"# HELP {p}_last_run_timestamp_seconds When the last run finished (Unix time).",
+            f"# TYPE {p}_last_run_timestamp_seconds gauge",
+            f"{p}_last_run_timestamp_seconds {last.finished:.3f}",
+            f"# HELP {p}_last_run_duration_seconds Duration of the last run.",
+            f"# TYPE {p}_last_run_duration_seconds gauge",
+            f"{p}_last_run_duration_seconds {last.duration:.3f}",
+            f"# HELP {p}_phase_duration_seconds Duration of each phase of the last run.",
+            f"# TYPE {p}_phase_duration_seconds gauge",
+        ]
+        order = {name: i for i, name in enumerate(PHASES)}
+        for name, took in sorted(last.phases.items(), key=lambda kv: order.get(kv[0], 99)):
+            lines.append(f'{p}_phase_duration_seconds{{phase="{_escape_label(name)}"}} {took:.3f}')
+    return "\n".join(lines) + "\n"

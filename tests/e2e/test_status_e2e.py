@@ -1,0 +1,240 @@
+"""The status service as a real hub-managed service, probing real single-user servers.
+
+One hub (with configurable-http-proxy) runs several status services, each probing its own
+probe user; a small spawner subclass makes some users' servers fail in a given way:
+
+- ``status``            healthy: jupyter-server + ipykernel, the default checksum code
+- ``status-failspawn``  the server command exits at once
+- ``status-notready``   the server process never listens
+- ``status-badkernel``  the kernel process dies at start-up (broken ipykernel_launcher)
+- ``status-raises``     the probe code raises
+- ``status-stale``      never runs; its history holds an OK result three hours old
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from egi_notebooks.services.status import PROBE_GROUP
+from egi_notebooks.services.status.check import main as check_main
+from tests.harness.hub import LOCAL_SPAWNER_CONFIG, HubProcess, free_port
+
+pytestmark = pytest.mark.e2e
+
+PROBES = {
+    # service name -> (probe user, extra service args)
+    "status": ("probe-ok", ["--StatusApp.check_home=~"]),
+    "status-failspawn": ("probe-failspawn", []),
+    "status-notready": ("probe-notready", ["--StatusApp.timeouts={'spawn': 4}"]),
+    "status-badkernel": ("probe-badkernel", ["--StatusApp.timeouts={'kernel': 6}"]),
+    "status-raises": ("probe-raises", ["--StatusApp.code=raise RuntimeError('probe boom')"]),
+    "status-stale": ("probe-stale", []),
+}
+
+SPAWNER = """
+import sys
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+class ProbeTestSpawner(SimpleLocalProcessSpawner):
+    # makes some probe users' servers fail in a chosen way
+    async def start(self):
+        name = self.user.name
+        if name == "probe-failspawn":
+            self.cmd = ["false"]
+        elif name == "probe-notready":
+            self.cmd = [sys.executable, "-c", "import time; time.sleep(600)"]
+        elif name == "probe-badkernel":
+            self.environment = {{"PYTHONPATH": {broken!r}}}
+        return await super().start()
+
+c.JupyterHub.spawner_class = ProbeTestSpawner
+# PAM (the default) cannot add users that are not system users
+c.JupyterHub.authenticator_class = "dummy"
+"""
+
+
+def service_config(workdir, hub: HubProcess) -> str:
+    lines = ["import sys"]
+    for service, (user, extra) in PROBES.items():
+        cmd = [
+            sys.executable, "-m", "egi_notebooks.cli", "status",
+            "--StatusApp.first_run_delay=-1",
+            f"--StatusApp.proxy_url={hub.url}",
+            f"--StatusApp.probe_user={user}",
+            f"--StatusApp.history_file={workdir / (service + '.json')}",
+            "--StatusApp.request_timeout=10",
+            *extra,
+        ]
+        lines.append(
+            f"c.JupyterHub.services.append({{'name': {service!r}, 'command': {cmd!r}, "
+            f"'url': 'http://127.0.0.1:{free_port()}'}})"
+        )
+        # the role documented in docs: only the probe user's resources, no admin
+        role = {
+            "name": f"{service}-probe",
+            "services": [service],
+            "scopes": [
+                f"admin:users!user={user}",
+                f"servers!user={user}",
+                f"access:servers!user={user}",
+                f"admin:groups!group={PROBE_GROUP}",
+            ],
+        }
+        lines.append(f"c.JupyterHub.load_roles.append({role!r})")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("status-hub")
+    broken = workdir / "broken-kernel"
+    broken.mkdir()
+    (broken / "ipykernel_launcher.py").write_text("raise SystemExit('kernel broken on purpose')\n")
+    # an OK result from three hours ago: stale for a one-hour interval
+    old = time.time() - 3 * 3600
+    (workdir / "status-stale.json").write_text(json.dumps({"runs": [{
+        "started": old - 10, "finished": old, "status": "OK", "message": "fine back then",
+        "phases": {"spawn": 5.0},
+    }], "counts": {"OK": 1}}))
+    h = HubProcess(workdir)
+    h.config = LOCAL_SPAWNER_CONFIG + SPAWNER.format(broken=str(broken)) + service_config(
+        workdir, h
+    )
+    h.start()
+    try:
+        wait_for_services(h)
+        yield h
+    finally:
+        h.stop()
+
+
+def wait_for_services(hub: HubProcess, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(PROBES)
+    while pending and time.monotonic() < deadline:
+        for name in list(pending):
+            try:
+                if httpx.get(svc(hub, name, "status.json"), timeout=2).status_code == 200:
+                    pending.discard(name)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    assert not pending, f"services not up: {pending}\n{hub.log_tail()}"
+
+
+def svc(hub: HubProcess, name: str, path: str = "") -> str:
+    return f"{hub.url}/services/{name}/{path}"
+
+
+def run_now(hub: HubProcess, name: str, timeout: float = 120) -> dict:
+    r = httpx.post(svc(hub, name, "run?wait=1"), headers=hub.api_headers(), timeout=timeout)
+    assert r.status_code == 200, r.text
+    return r.json()["result"]
+
+
+def no_server(hub: HubProcess, user: str) -> None:
+    model = hub.api("GET", f"/users/{user}").json()
+    assert model["servers"] == {}, model
+
+
+def test_healthy_run_is_ok_with_all_phases(hub):
+    result = run_now(hub, "status")
+    assert result["status"] == "OK", result
+    assert list(result["phases"]) == ["user", "spawn", "kernel", "execute", "home",
+                                      "shutdown", "stop"]
+    assert all(v > 0 for v in result["phases"].values())
+    no_server(hub, "probe-ok")
+    # the probe user exists and is marked for accounting
+    model = hub.api("GET", "/users/probe-ok").json()
+    assert PROBE_GROUP in model["groups"]
+    assert model["admin"] is False
+
+    status = httpx.get(svc(hub, "status", "status.json")).json()
+    assert status["code"] == "OK" and status["msg"] and status["time"] > time.time() - 120
+    assert set(status["phases"]) == set(result["phases"])
+    page = httpx.get(svc(hub, "status")).text
+    assert ">OK</span>" in page and "Recent runs" in page and "<svg" in page
+    metrics = httpx.get(svc(hub, "status", "metrics")).text
+    assert "egi_notebooks_status 0\n" in metrics
+    assert 'egi_notebooks_status_phase_duration_seconds{phase="execute"}' in metrics
+    assert 'egi_notebooks_status_runs_total{status="OK"} 1' in metrics
+
+
+def test_server_left_running_is_stopped_first(hub):
+    hub.api("POST", "/users/probe-ok/server").raise_for_status()
+    hub.wait_for_server("probe-ok")
+    result = run_now(hub, "status")
+    assert result["status"] == "OK", result
+    assert "cleanup" in result["phases"]
+    no_server(hub, "probe-ok")
+
+
+@pytest.mark.parametrize(
+    "service, user, phase, reason",
+    [
+        ("status-failspawn", "probe-failspawn", "spawn", ""),
+        ("status-notready", "probe-notready", "spawn", "timed out after 4s"),
+        ("status-badkernel", "probe-badkernel", "kernel", ""),
+        ("status-raises", "probe-raises", "execute", "RuntimeError: probe boom"),
+    ],
+)
+def test_failures_are_critical_naming_the_phase(hub, service, user, phase, reason):
+    result = run_now(hub, service)
+    assert result["status"] == "CRITICAL", result
+    assert result["phase"] == phase
+    assert result["message"].startswith(f"{phase} failed")
+    assert reason in result["message"]
+    no_server(hub, user)
+    status = httpx.get(svc(hub, service, "status.json")).json()
+    assert status["code"] == "CRITICAL" and status["phase"] == phase
+    code = subprocess.run(
+        [sys.executable, "-m", "egi_notebooks.cli", "check-status", svc(hub, service)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert code.returncode == 2, code.stdout
+    assert code.stdout.startswith(f"CRITICAL - {phase} failed")
+
+
+def test_stale_result_is_unknown_everywhere(hub, capsys):
+    status = httpx.get(svc(hub, "status-stale", "status.json")).json()
+    assert status["code"] == "UNKNOWN" and "stale" in status["msg"]
+    page = httpx.get(svc(hub, "status-stale")).text
+    assert ">UNKNOWN</span>" in page and "3.0 h ago" in page
+    assert 'egi_notebooks_status 3\n' in httpx.get(svc(hub, "status-stale", "metrics")).text
+    assert check_main([svc(hub, "status-stale")]) == 3
+    assert capsys.readouterr().out.startswith("UNKNOWN - stale result")
+
+
+async def test_concurrent_posts_start_one_run(hub):
+    before = httpx.get(svc(hub, "status-raises", "metrics")).text
+    async with httpx.AsyncClient(headers=hub.api_headers(), timeout=60) as client:
+        responses = await asyncio.gather(
+            *(client.post(svc(hub, "status-raises", "run")) for _ in range(6))
+        )
+        assert [r.status_code for r in responses] == [202] * 6
+        assert sum(r.json()["started"] for r in responses) == 1
+        while (await client.get(svc(hub, "status-raises", "status.json"))).json()["running"]:
+            await asyncio.sleep(0.2)
+    after = httpx.get(svc(hub, "status-raises", "metrics")).text
+    count = [
+        int(line.split()[-1]) for text in (before, after) for line in text.splitlines()
+        if line.startswith('egi_notebooks_status_runs_total{status="CRITICAL"}')
+    ]
+    assert count[1] == count[0] + 1
+    assert hub.log().count("POST /hub/api/users/probe-raises/server") == count[1]
+
+
+def test_run_needs_an_admin_token(hub):
+    assert httpx.post(svc(hub, "status", "run")).status_code == 403
+    hub.api("POST", "/users/someone").raise_for_status()
+    token = hub.api("POST", "/users/someone/tokens", json={}).json()["token"]
+    r = httpx.post(svc(hub, "status", "run"), headers={"Authorization": f"token {token}"})
+    assert r.status_code == 403
+    assert httpx.get(svc(hub, "status", "status.json")).json()["running"] is False
