@@ -1,0 +1,161 @@
+"""Authorization, usernames and configuration of EGICheckinAuthenticator (in process)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from oauthenticator.oauth2 import OAuthenticator, OAuthLoginHandler
+from tornado import web
+from traitlets import TraitError
+from traitlets.config import Config
+
+from egi_notebooks.auth import EGICheckinAuthenticator
+
+MEMBER = "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=member#aai.egi.eu"
+MANAGER = "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=manager#aai.egi.eu"
+OTHER = "urn:mace:egi.eu:group:vo.other.eu:role=member#aai.egi.eu"
+
+
+@pytest.fixture(autouse=True)
+def crypt_key(monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", "a" * 64)
+
+
+def make(**traits) -> EGICheckinAuthenticator:
+    config = Config()
+    for name, value in traits.items():
+        setattr(config.EGICheckinAuthenticator, name, value)
+    return EGICheckinAuthenticator(config=config)
+
+
+def model(*entitlements, admin=None, name="u@egi.eu") -> dict:
+    return {
+        "name": name,
+        "admin": admin,
+        "auth_state": {"oauth_user": {"eduperson_entitlement": list(entitlements)}},
+    }
+
+
+def test_checkin_defaults():
+    auth = make()
+    assert auth.issuer == "https://aai.egi.eu/auth/realms/egi"
+    assert make(checkin_host="aai-dev.egi.eu").issuer == "https://aai-dev.egi.eu/auth/realms/egi"
+    assert make(oidc_issuer="https://idp.example/realms/x/").issuer == "https://idp.example/realms/x"
+    assert auth.scope == [
+        "openid", "profile", "email", "offline_access", "eduperson_entitlement", "voperson_id"
+    ]
+    assert auth.enable_pkce and auth.login_service == "EGI Check-in"
+    assert auth.username_claim == "voperson_id" and auth.manage_groups
+    assert auth.basic_auth is True
+    assert make(token_endpoint_auth_method="client_secret_post").basic_auth is False
+
+
+def test_start_up_errors_name_the_trait(monkeypatch):
+    with pytest.raises(ValueError, match="EGICheckinAuthenticator.enable_auth_state"):
+        make(enable_auth_state=False)
+    with pytest.raises((ValueError, TraitError), match="allowed_entitlements"):
+        make(allowed_entitlements={"urn:mace:egi.eu:nogroup"})
+    monkeypatch.delenv("JUPYTERHUB_CRYPT_KEY")
+    from jupyterhub.crypto import CryptKeeper
+
+    monkeypatch.setattr(CryptKeeper.instance(), "keys", [])
+    with pytest.raises(ValueError, match="JUPYTERHUB_CRYPT_KEY"):
+        make()
+
+
+async def test_vo_membership_allows_and_records_primary_vo():
+    auth = make(allowed_vos={"vo.notebooks.egi.eu"}, vo_priority=["vo.other.eu"])
+    m = await auth.update_auth_model(model(MEMBER, OTHER))
+    assert m["auth_state"]["vos"] == ["vo.notebooks.egi.eu", "vo.other.eu"]
+    assert m["auth_state"]["primary_vo"] == "vo.other.eu"
+    assert await auth.check_allowed("u@egi.eu", m)
+    assert not await auth.check_allowed("u@egi.eu", await auth.update_auth_model(model(OTHER)))
+    assert await auth.get_user_groups(m["auth_state"]) == {"vo.notebooks.egi.eu", "vo.other.eu"}
+
+
+async def test_entitlement_patterns_allow_and_make_admins():
+    auth = make(
+        allowed_entitlements={"vo.notebooks.egi.eu:role=manager"},
+        admin_entitlements={MANAGER},
+        admin_users={"root@egi.eu"},
+    )
+    manager = await auth.update_auth_model(model(MANAGER))
+    member = await auth.update_auth_model(model(MEMBER))
+    assert manager["admin"] is True and await auth.check_allowed("u@egi.eu", manager)
+    assert member["admin"] is False and not await auth.check_allowed("u@egi.eu", member)
+    # admin_users stay admins without the entitlement
+    root = await auth.update_auth_model(model(MEMBER, admin=True, name="root@egi.eu"))
+    assert root["admin"] is True
+
+
+async def test_without_admin_entitlements_admin_is_left_to_the_hub():
+    auth = make(allowed_vos={"vo.notebooks.egi.eu"})
+    assert (await auth.update_auth_model(model(MANAGER)))["admin"] is None
+
+
+async def test_upstream_allow_options_still_work():
+    auth = make(allowed_users={"friend@egi.eu"})
+    assert await auth.check_allowed("friend@egi.eu", await auth.update_auth_model(model()))
+    assert await make(allow_all=True).check_allowed("x", await make().update_auth_model(model()))
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"eduperson_entitlement": None},
+        {"eduperson_entitlement": 12},
+        {"eduperson_entitlement": {"nested": MEMBER}},
+        {"eduperson_entitlement": [None, 1, ["x"], "é" * 2000, "urn:x:group:" + "v" * 100_000]},
+    ],
+)
+async def test_hostile_entitlement_claims_are_refused_cleanly(claims):
+    auth = make(allowed_vos={"vo.notebooks.egi.eu"})
+    hostile = {"name": "u", "admin": None, "auth_state": {"oauth_user": claims}}
+    m = await auth.update_auth_model(hostile)
+    assert m["auth_state"]["vos"] == []
+    assert not await auth.check_allowed("u", m)
+
+
+async def test_ten_thousand_entitlements_unicode_vo():
+    many = [f"urn:mace:egi.eu:group:vo{i}.eu:role=member#aai.egi.eu" for i in range(10_000)]
+    many.append("urn:mace:egi.eu:group:vo.ünïcode.eu:role=member#aai.egi.eu")
+    auth = make(allowed_vos={"vo.ünïcode.eu"})
+    m = await auth.update_auth_model(model(*many))
+    assert await auth.check_allowed("u", m)
+    assert len(m["auth_state"]["vos"]) == 10_001
+
+
+def test_username_from_voperson_id_then_sub_and_never_anonymous():
+    auth = make()
+    assert auth.user_info_to_username({"voperson_id": "abc@egi.eu", "sub": "s"}) == "abc@egi.eu"
+    assert auth.user_info_to_username({"sub": "s-123"}) == "s-123"
+    for bad in ({}, {"voperson_id": 5}, {"voperson_id": "  ", "sub": ["x"]}, {"sub": None}):
+        with pytest.raises(web.HTTPError) as info:
+            auth.user_info_to_username(bad)
+        assert info.value.status_code == 403
+    assert make(username_claim=lambda info: info["email"]).user_info_to_username(
+        {"email": "e@x"}
+    ) == "e@x"
+
+
+def test_upstream_contract_login_handler_and_groups_helper():
+    """We copy OAuthLoginHandler.get (to add a nonce) and call _apply_managed_groups.
+
+    Fails when oauthenticator changes either, so that the copies are revisited.
+    """
+    source = inspect.getsource(OAuthLoginHandler.get)
+    for piece in (
+        "_generate_state_id()",
+        "_get_next_url()",
+        "_generate_pkce_params()",
+        "set_state_cookie(cookie_state)",
+        '_serialize_state({"state_id": state_id})',
+        "extra_authorize_params.copy()",
+        "self.authorize_redirect(",
+    ):
+        assert piece in source, piece
+    assert list(inspect.signature(OAuthenticator._apply_managed_groups).parameters) == [
+        "self",
+        "auth_model",
+    ]
