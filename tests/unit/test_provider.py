@@ -411,3 +411,47 @@ def test_bad_configuration_is_explained(provider_factory, tmp_path):  # noqa: F8
         timeout=30,
     )
     assert r.returncode == 2 and "is not valid JSON" in r.stderr
+
+
+def test_bad_input_answers_cleanly_and_log_keeps_no_secrets(provider):
+    tokens = provider.login_tokens("alice")
+    httpx.get(
+        provider.endpoint("end_session"), params={"id_token_hint": tokens["id_token"]}, timeout=T
+    )
+    auth = (provider.client_id, provider.client_secret)
+    token = provider.endpoint("token")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    for kw, status, error in (
+        (
+            {"content": b"grant_type=\xff\xfe", "headers": form, "auth": auth},
+            400,
+            "invalid_request",
+        ),
+        ({"data": {}, "auth": auth}, 400, "invalid_request"),
+        ({"data": {"grant_type": "password"}, "auth": auth}, 400, "unsupported_grant_type"),
+        ({"data": {"grant_type": "refresh_token"}, "auth": auth}, 400, "invalid_request"),
+        (
+            {"data": {"grant_type": "refresh_token", "refresh_token": "x" * 100_000}, "auth": auth},
+            400,
+            "invalid_grant",
+        ),
+        (
+            {"data": {"grant_type": "refresh_token"}, "headers": {"Authorization": "Basic !"}},
+            401,
+            "invalid_client",
+        ),
+    ):
+        r = httpx.post(token, timeout=T, **kw)
+        assert (r.status_code, r.json()["error"]) == (status, error)
+    r = httpx.post(
+        provider.endpoint("revocation"),
+        data={"token": tokens["refresh_token"]},
+        auth=auth,
+        timeout=T,
+    )
+    assert r.status_code == 200
+    log = provider.log()
+    assert "/protocol/openid-connect/logout" in log  # the calls were logged...
+    secrets = [tokens[k] for k in ("access_token", "refresh_token", "id_token")]
+    for secret in (*secrets, provider.client_secret, provider.admin_token):
+        assert secret not in log  # ...without token values or credentials

@@ -170,7 +170,8 @@ class BaseHandler(RequestHandler):
                 body["error_description"] = exc.description
             self.write_json(body, status_code)
         elif status_code < 500:
-            self.write_json({"error": "invalid_request", "error_description": self._reason})
+            body = {"error": "invalid_request", "error_description": self._reason}
+            self.write_json(body, status_code)
         else:
             self.write_json({"error": "server_error"}, status_code)
 

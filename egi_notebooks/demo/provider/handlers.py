@@ -104,6 +104,8 @@ class TokenHandler(BaseHandler):
                         stats.refresh_by_user[e.login] += 1
                     raise
                 stats.refresh_by_user[login] += 1
+            elif not grant_type:
+                raise OAuthError(400, "invalid_request", "grant_type is required")
             else:
                 raise OAuthError(400, "unsupported_grant_type", f"grant_type {grant_type!r}")
         except GrantError as e:
