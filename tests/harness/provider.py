@@ -77,6 +77,14 @@ class ProviderProcess:
         self.issuer = ""
         self.port = 0
         self.last_log = ""
+        self._http: httpx.Client | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        """A kept-alive client for calls to this provider (making a new one costs ~20-60 ms)."""
+        if self._http is None:
+            self._http = httpx.Client(timeout=HTTP_TIMEOUT)
+        return self._http
 
     # -- life cycle ------------------------------------------------------------------------------
     def start(self, config: dict[str, Any], timeout: float = 15.0) -> ProviderProcess:
@@ -114,6 +122,9 @@ class ProviderProcess:
         raise TimeoutError(f"provider not ready after {timeout}s:\n{log}")
 
     def stop(self, timeout: float = 5.0) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         if self.proc is not None and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -179,9 +190,7 @@ class ProviderProcess:
         return r.json() if r.content else None
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
-        r = httpx.request(
-            method, self.url + path, json=body, headers=self._admin_headers(), timeout=HTTP_TIMEOUT
-        )
+        r = self.http.request(method, self.url + path, json=body, headers=self._admin_headers())
         return self._checked(r)
 
     async def aadmin(self, method: str, path: str, body: Any = None) -> Any:
@@ -266,9 +275,7 @@ class ProviderProcess:
     def introspect(
         self, token: str, client_id: str | None = None, client_secret: str | None = None
     ) -> dict[str, Any]:
-        r = httpx.post(
-            **self._introspect_args(token, client_id, client_secret), timeout=HTTP_TIMEOUT
-        )
+        r = self.http.post(**self._introspect_args(token, client_id, client_secret))
         r.raise_for_status()
         return r.json()
 
@@ -295,9 +302,7 @@ class ProviderProcess:
             "scope": DEFAULT_SCOPE,
             **params,
         }
-        if http is None:
-            with httpx.Client(timeout=HTTP_TIMEOUT) as http:
-                return self.authorize(login, password, http, **params)
+        http = http or self.http
         form = http.get(self.endpoint("authorization"), params=query)
         if form.status_code != 200 or "<form" not in form.text:
             return form
@@ -326,7 +331,7 @@ class ProviderProcess:
         code = self.get_code(
             login, scope=scope, code_challenge=challenge, code_challenge_method="S256", **params
         )
-        r = httpx.post(
+        r = self.http.post(
             self.endpoint("token"),
             data={
                 "grant_type": "authorization_code",
@@ -335,7 +340,6 @@ class ProviderProcess:
                 "code_verifier": verifier,
             },
             auth=(self.client_id, self.client_secret),
-            timeout=HTTP_TIMEOUT,
         )
         r.raise_for_status()
         return r.json()

@@ -22,6 +22,7 @@ from tests.harness.provider import (
 )
 
 T = 5.0  # seconds: every HTTP call here is local
+HTTP = httpx.Client(timeout=T)  # one client: making one costs tens of milliseconds
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +38,20 @@ def clean(request):
     if "provider" in request.fixturenames:
         p = request.getfixturevalue("provider")
         p.set_fault("none")
-        p.settings(access_token_lifetime=3600, refresh_token_lifetime=86400, id_token_lifetime=3600)
+        p.settings(
+            access_token_lifetime=3600,
+            refresh_token_lifetime=86400,
+            id_token_lifetime=3600,
+            code_lifetime=60,
+        )
 
 
 def token_call(p: ProviderProcess, data: dict, basic: bool = True, secret: str | None = None):
     secret = secret or p.client_secret
     if basic:
-        return httpx.post(p.endpoint("token"), data=data, auth=(p.client_id, secret), timeout=T)
+        return HTTP.post(p.endpoint("token"), data=data, auth=(p.client_id, secret), timeout=T)
     data = {**data, "client_id": p.client_id, "client_secret": secret}
-    return httpx.post(p.endpoint("token"), data=data, timeout=T)
+    return HTTP.post(p.endpoint("token"), data=data, timeout=T)
 
 
 def refresh(p: ProviderProcess, refresh_token: str, basic: bool = True) -> httpx.Response:
@@ -53,7 +59,7 @@ def refresh(p: ProviderProcess, refresh_token: str, basic: bool = True) -> httpx
 
 
 def verify_id_token(p: ProviderProcess, id_token: str, nonce: str | None = None) -> dict:
-    jwks = httpx.get(p.endpoint("jwks"), timeout=T).json()
+    jwks = HTTP.get(p.endpoint("jwks"), timeout=T).json()
     kid = jwt.get_unverified_header(id_token)["kid"]
     key = jwt.PyJWKSet.from_dict(jwks)[kid]
     claims = jwt.decode(
@@ -65,11 +71,11 @@ def verify_id_token(p: ProviderProcess, id_token: str, nonce: str | None = None)
 
 def userinfo(p: ProviderProcess, access_token: str) -> httpx.Response:
     headers = {"Authorization": f"Bearer {access_token}"}
-    return httpx.get(p.endpoint("userinfo"), headers=headers, timeout=T)
+    return HTTP.get(p.endpoint("userinfo"), headers=headers, timeout=T)
 
 
 def test_discovery_document(provider):
-    doc = httpx.get(provider.endpoint("discovery"), timeout=T).json()
+    doc = HTTP.get(provider.endpoint("discovery"), timeout=T).json()
     assert doc["issuer"] == provider.issuer == f"http://127.0.0.1:{provider.port}/auth/realms/egi"
     for name in (
         "authorization_endpoint",
@@ -208,7 +214,7 @@ def test_refresh_client_auth_methods_and_id_token(provider):
     for basic in (True, False):
         r = token_call(provider, data, basic=basic, secret="wrong")
         assert r.status_code == 401 and r.json()["error"] == "invalid_client"
-    r = httpx.post(provider.endpoint("token"), data=data, timeout=T)
+    r = HTTP.post(provider.endpoint("token"), data=data, timeout=T)
     assert r.status_code == 401
     assert refresh(provider, tokens["refresh_token"]).status_code == 200  # not spent by those
 
@@ -228,15 +234,15 @@ def test_revocation_then_introspection(provider):
     assert provider.introspect(tokens["refresh_token"])["token_type"] == "Refresh"
     revoke = provider.endpoint("revocation")
     auth = (provider.client_id, provider.client_secret)
-    r = httpx.post(revoke, data={"token": tokens["access_token"]}, auth=auth, timeout=T)
+    r = HTTP.post(revoke, data={"token": tokens["access_token"]}, auth=auth, timeout=T)
     assert r.status_code == 200
     assert provider.introspect(tokens["access_token"]) == {"active": False}
     assert userinfo(provider, tokens["access_token"]).status_code == 401
     assert provider.introspect(tokens["refresh_token"])["active"] is True
     # unknown tokens: 200 (RFC 7009); unauthenticated clients: 401
-    r = httpx.post(revoke, data={"token": "nonsense"}, auth=auth, timeout=T)
+    r = HTTP.post(revoke, data={"token": "nonsense"}, auth=auth, timeout=T)
     assert r.status_code == 200
-    r = httpx.post(revoke, data={"token": tokens["refresh_token"]}, timeout=T)
+    r = HTTP.post(revoke, data={"token": tokens["refresh_token"]}, timeout=T)
     assert r.status_code == 401
     assert provider.introspect(tokens["refresh_token"])["active"] is True
 
@@ -250,7 +256,7 @@ def test_revoking_refresh_token_kills_its_access_tokens(provider):
         "client_id": provider.client_id,
         "client_secret": provider.client_secret,
     }
-    assert httpx.post(provider.endpoint("revocation"), data=data, timeout=T).status_code == 200
+    assert HTTP.post(provider.endpoint("revocation"), data=data, timeout=T).status_code == 200
     for token in (first["access_token"], second["access_token"], second["refresh_token"]):
         assert provider.introspect(token) == {"active": False}
     assert userinfo(provider, second["access_token"]).status_code == 401
@@ -306,17 +312,17 @@ def test_end_session_redirects_only_to_registered_uris(provider):
     url = provider.endpoint("end_session")
     hint = tokens["id_token"]
     args = {"id_token_hint": hint, "post_logout_redirect_uri": DEFAULT_POST_LOGOUT_URI}
-    r = httpx.get(url, params={**args, "state": "bye"}, timeout=T)
+    r = HTTP.get(url, params={**args, "state": "bye"}, timeout=T)
     assert r.status_code == 302 and r.headers["location"] == DEFAULT_POST_LOGOUT_URI + "?state=bye"
-    r = httpx.get(url, params={**args, "post_logout_redirect_uri": "http://evil.example/"})
+    r = HTTP.get(url, params={**args, "post_logout_redirect_uri": "http://evil.example/"})
     assert r.status_code == 400 and "location" not in r.headers
-    r = httpx.get(url, params={**args, "id_token_hint": hint[:-4] + "AAAA"}, timeout=T)
+    r = HTTP.get(url, params={**args, "id_token_hint": hint[:-4] + "AAAA"}, timeout=T)
     assert r.status_code == 400 and "location" not in r.headers
-    r = httpx.get(url, params={"post_logout_redirect_uri": DEFAULT_POST_LOGOUT_URI}, timeout=T)
+    r = HTTP.get(url, params={"post_logout_redirect_uri": DEFAULT_POST_LOGOUT_URI}, timeout=T)
     assert r.status_code == 400  # no hint, no client_id: cannot know the client
-    r = httpx.get(url, params={"client_id": provider.client_id, **args}, timeout=T)
+    r = HTTP.get(url, params={"client_id": provider.client_id, **args}, timeout=T)
     assert r.status_code == 302
-    r = httpx.get(url, timeout=T)
+    r = HTTP.get(url, timeout=T)
     assert r.status_code == 200 and "You are signed out" in r.text
 
 
@@ -324,28 +330,28 @@ def test_fault_modes(provider):
     discovery, token = provider.endpoint("discovery"), provider.endpoint("token")
     provider.set_fault("down", endpoints=["discovery"])
     with pytest.raises(httpx.TransportError):
-        httpx.get(discovery, timeout=T)
+        HTTP.get(discovery, timeout=T)
     provider.set_fault("garbage", endpoints=["discovery"])
-    r = httpx.get(discovery, timeout=T)
+    r = HTTP.get(discovery, timeout=T)
     assert r.status_code == 200
     with pytest.raises(ValueError):
         r.json()
     provider.set_fault("html500")  # all endpoints
-    r = httpx.post(token, data={"grant_type": "refresh_token"}, timeout=T)
+    r = HTTP.post(token, data={"grant_type": "refresh_token"}, timeout=T)
     assert r.status_code == 500 and "text/html" in r.headers["content-type"]
     assert provider.stats()["faulted"] >= 3  # the admin API is never faulted
     provider.set_fault("slow", delay=0.4, endpoints=["jwks"], count=1)
     start = time.monotonic()
-    assert httpx.get(provider.endpoint("jwks"), timeout=T).status_code == 200
+    assert HTTP.get(provider.endpoint("jwks"), timeout=T).status_code == 200
     assert time.monotonic() - start >= 0.4
     start = time.monotonic()
-    httpx.get(provider.endpoint("jwks"), timeout=T)  # count=1: over
+    HTTP.get(provider.endpoint("jwks"), timeout=T)  # count=1: over
     assert time.monotonic() - start < 0.4
-    assert httpx.get(discovery, timeout=T).json()["issuer"] == provider.issuer
+    assert HTTP.get(discovery, timeout=T).json()["issuer"] == provider.issuer
     provider.set_fault("down", endpoints=["token"])
-    assert httpx.get(discovery, timeout=T).status_code == 200  # only the token endpoint fails
+    assert HTTP.get(discovery, timeout=T).status_code == 200  # only the token endpoint fails
     with pytest.raises(httpx.TransportError):
-        httpx.post(token, data={"grant_type": "refresh_token"}, timeout=T)
+        HTTP.post(token, data={"grant_type": "refresh_token"}, timeout=T)
 
 
 async def test_async_helpers(provider):
@@ -363,9 +369,9 @@ async def test_async_helpers(provider):
 
 def test_admin_api_needs_the_token(provider, provider_factory):  # noqa: F811
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
-        r = httpx.get(f"{provider.url}/_admin/stats", headers=headers, timeout=T)
+        r = HTTP.get(f"{provider.url}/_admin/stats", headers=headers, timeout=T)
         assert r.status_code == 403
-        r = httpx.put(
+        r = HTTP.put(
             f"{provider.url}/_admin/users/alice", json={"claims": {}}, headers=headers, timeout=T
         )
         assert r.status_code == 403
@@ -379,7 +385,7 @@ def test_admin_api_needs_the_token(provider, provider_factory):  # noqa: F811
     config = copy.deepcopy(DEFAULT_CONFIG)
     del config["admin_token"]
     other = provider_factory(config)
-    r = httpx.get(f"{other.url}/_admin/stats", headers={"Authorization": "Bearer x"}, timeout=T)
+    r = HTTP.get(f"{other.url}/_admin/stats", headers={"Authorization": "Bearer x"}, timeout=T)
     assert r.status_code == 404
 
 
@@ -389,7 +395,7 @@ def test_jwt_access_tokens_and_realm_path(provider_factory):  # noqa: F811
     )
     assert p.issuer.endswith("/realms/test")
     tokens = p.login_tokens("alice")
-    jwks = jwt.PyJWKSet.from_dict(httpx.get(p.endpoint("jwks"), timeout=T).json())
+    jwks = jwt.PyJWKSet.from_dict(HTTP.get(p.endpoint("jwks"), timeout=T).json())
     claims = jwt.decode(
         tokens["access_token"], jwks.keys[0], algorithms=["RS256"], audience=p.client_id
     )
@@ -415,7 +421,7 @@ def test_bad_configuration_is_explained(provider_factory, tmp_path):  # noqa: F8
 
 def test_bad_input_answers_cleanly_and_log_keeps_no_secrets(provider):
     tokens = provider.login_tokens("alice")
-    httpx.get(
+    HTTP.get(
         provider.endpoint("end_session"), params={"id_token_hint": tokens["id_token"]}, timeout=T
     )
     auth = (provider.client_id, provider.client_secret)
@@ -441,9 +447,9 @@ def test_bad_input_answers_cleanly_and_log_keeps_no_secrets(provider):
             "invalid_client",
         ),
     ):
-        r = httpx.post(token, timeout=T, **kw)
+        r = HTTP.post(token, timeout=T, **kw)
         assert (r.status_code, r.json()["error"]) == (status, error)
-    r = httpx.post(
+    r = HTTP.post(
         provider.endpoint("revocation"),
         data={"token": tokens["refresh_token"]},
         auth=auth,
@@ -455,3 +461,12 @@ def test_bad_input_answers_cleanly_and_log_keeps_no_secrets(provider):
     secrets = [tokens[k] for k in ("access_token", "refresh_token", "id_token")]
     for secret in (*secrets, provider.client_secret, provider.admin_token):
         assert secret not in log  # ...without token values or credentials
+
+
+def test_authorization_codes_expire(provider):
+    provider.settings(code_lifetime=0.3)
+    code = provider.get_code("alice")
+    time.sleep(0.35)
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": DEFAULT_REDIRECT_URI}
+    r = token_call(provider, data)
+    assert r.status_code == 400 and r.json()["error_description"] == "authorization code expired"
