@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from tests.harness.provider import (
     DEFAULT_CONFIG,
@@ -389,11 +391,19 @@ def test_admin_api_needs_the_token(provider, provider_factory):  # noqa: F811
     assert r.status_code == 404
 
 
-def test_jwt_access_tokens_and_realm_path(provider_factory):  # noqa: F811
+def test_jwt_access_tokens_realm_path_and_key_file(provider_factory, tmp_path):  # noqa: F811
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    (tmp_path / "key.pem").write_bytes(pem)
     p = provider_factory(
-        jwt_access_tokens=True, realm_path="/realms/test", access_token_lifetime=60
+        jwt_access_tokens=True,
+        realm_path="/realms/test",
+        access_token_lifetime=60,
+        signing_key_file=str(tmp_path / "key.pem"),
     )
     assert p.issuer.endswith("/realms/test")
+    published = HTTP.get(p.endpoint("jwks")).json()["keys"][0]
+    assert jwt.PyJWK(published).key.public_numbers() == key.public_key().public_numbers()
     tokens = p.login_tokens("alice")
     jwks = jwt.PyJWKSet.from_dict(HTTP.get(p.endpoint("jwks"), timeout=T).json())
     claims = jwt.decode(
