@@ -1,0 +1,397 @@
+"""EGISpawner: KubeSpawner plus home storage, VO volumes, token Secret and VO profiles.
+
+Operators' hooks and options (``pre_spawn_hook``, ``modify_pod_hook``, ``auth_state_hook``,
+``profile_list``, ``volumes``, ``extra_annotations`` ...) keep working: this class adds its
+behaviour around kubespawner's methods and never assigns those traits. The pieces live in
+small modules: :mod:`.names`, :mod:`.storage`, :mod:`.token_secret`, :mod:`.profiles`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes_asyncio.client import V1EnvVar, V1Volume, V1VolumeMount
+from kubespawner import KubeSpawner
+from kubespawner.utils import get_k8s_model
+from tornado import web
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
+
+from . import annotations as ann
+from . import storage, token_secret
+from .k8s_calls import RetryPolicy
+from .names import user_server_slug, user_slug
+from .profiles import Membership, allowed, filter_profiles, profile_patterns, requirement
+
+
+class ProfileRefused(web.HTTPError):
+    """A spawn request named a profile the user may not use (shown on the spawn page)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.jupyterhub_message = message
+
+    def __str__(self) -> str:
+        return self.jupyterhub_message
+
+
+class EGISpawner(KubeSpawner):
+    """Spawn EGI Notebooks pods; see the package documentation for the behaviour."""
+
+    # ----- configuration ------------------------------------------------------------------
+
+    home_mount_path = Unicode(
+        "/home/jovyan", config=True, help="Where the user's home claim is mounted."
+    )
+    home_claim_per_server = Bool(
+        False,
+        config=True,
+        help="""Give each named server its own claim instead of sharing the user's home
+        claim (changes the default of pvc_name_template to claim-{user_server_slug}).""",
+    )
+    adopt_legacy_claims = Bool(
+        True,
+        config=True,
+        help="""On a spawn without a remembered claim, look for claims made before
+        EGISpawner (legacy_claim_name_templates, then the egi.eu/user label) and reuse one.""",
+    )
+    legacy_claim_name_templates = List(
+        Unicode(),
+        ["claim-{username}", "claim-{escaped_username}"],
+        config=True,
+        help="""Claim names (kubespawner templates) tried, by name, before creating a new
+        home claim; the default covers zero-to-jupyterhub's claim-{username} in both
+        kubespawner slug schemes.""",
+    )
+    legacy_claim_scan = Bool(
+        False,
+        config=True,
+        help="""Also list every component=singleuser-storage claim to find one annotated
+        with the username (the older egi-notebooks-hub spawner's random names). Costs a
+        namespace-wide list per first spawn: prefer labelling them once with
+        egi_notebooks.spawner.storage.label_legacy_claims.""",
+    )
+    vo_volumes = Dict(
+        config=True,
+        help="""VO shared volumes: {pattern: {"claim": name, "mount_path": path,
+        "write_roles": [roles], "sub_path": optional}}. The pattern is a VO or entitlement
+        pattern (egi_notebooks.entitlements grammar). Mounted for members only, read-only
+        unless an entitlement matched by the pattern has a role in write_roles.""",
+    )
+    token_secret_name_template = Unicode(
+        "egi-token-{user_slug}",
+        config=True,
+        help="""Name of the per-user Secret holding access_token and id_token (never the
+        refresh token). Fields: kubespawner's, plus {user_slug}, {user_server_slug}.""",
+    )
+    token_mount_path = Unicode(
+        "/var/run/secrets/egi.eu/",
+        config=True,
+        help="Where the token Secret is mounted (read-only) in the notebook container.",
+    )
+    token_file_env = Unicode(
+        "EGI_ACCESS_TOKEN_FILE",
+        config=True,
+        help="Environment variable naming the access token file (the path, never the token).",
+    )
+    k8s_api_attempts = Integer(
+        4, config=True, help="Attempts per Kubernetes call for Secrets and claims (bounded)."
+    )
+    k8s_api_backoff = Float(
+        0.2, config=True, help="First pause between attempts, seconds; doubles, at most 2 s."
+    )
+
+    # ----- defaults from the seed's sample configuration ----------------------------------
+
+    @default("mem_limit")
+    def _default_mem_limit(self) -> str:
+        return "1G"
+
+    @default("mem_guarantee")
+    def _default_mem_guarantee(self) -> str:
+        return "512M"
+
+    @default("cpu_limit")
+    def _default_cpu_limit(self) -> float:
+        return 2.0
+
+    @default("cpu_guarantee")
+    def _default_cpu_guarantee(self) -> float:
+        return 0.02
+
+    @default("default_url")
+    def _default_default_url(self) -> str:
+        return "/lab"
+
+    @default("storage_capacity")
+    def _default_storage_capacity(self) -> str:
+        return "1Gi"
+
+    @default("storage_access_modes")
+    def _default_storage_access_modes(self) -> list[str]:
+        # Named servers share the home claim and may run on different nodes.
+        return ["ReadWriteMany"]
+
+    @default("storage_pvc_ensure")
+    def _default_storage_pvc_ensure(self) -> bool:
+        return True
+
+    @default("delete_pvc")
+    def _default_delete_pvc(self) -> bool:
+        # Upstream deletes by default; notebooks must survive an accidental user deletion.
+        return False
+
+    @default("pvc_name_template")
+    def _default_pvc_name_template(self) -> str:
+        return "claim-{user_server_slug}" if self.home_claim_per_server else "claim-{user_slug}"
+
+    @validate("vo_volumes")
+    def _validate_vo_volumes(self, proposal: Any) -> dict:
+        storage.parse_vo_volumes(proposal.value)  # ValueError names the entry
+        return proposal.value
+
+    # ----- names ----------------------------------------------------------------------
+
+    def _expand_user_properties(self, template: str, slug_scheme: str | None = None) -> str:
+        # Private upstream method (kubespawner 7.1), overridden to add {user_slug} and
+        # {user_server_slug} (collision-resistant, see .names) to every kubespawner
+        # template; tests/unit/spawner/test_upstream_contract.py fails if it changes.
+        server = getattr(self, "name", "") or ""
+        template = template.replace("{user_slug}", user_slug(self.user.name)).replace(
+            "{user_server_slug}", user_server_slug(self.user.name, server)
+        )
+        return super()._expand_user_properties(template, slug_scheme)
+
+    @property
+    def token_secret_name(self) -> str:
+        return self._expand_user_properties(self.token_secret_name_template)
+
+    @property
+    def _policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            attempts=max(1, self.k8s_api_attempts),
+            timeout=self.k8s_api_request_timeout,
+            backoff=self.k8s_api_backoff,
+        )
+
+    def _labels(self) -> dict[str, str]:
+        labels = self._build_common_labels(self._expand_all(self.storage_extra_labels))
+        labels[ann.USER_SLUG_LABEL] = user_slug(self.user.name)
+        return labels
+
+    # ----- auth state, profiles ---------------------------------------------------------
+
+    _membership: Membership = Membership()
+    _tokens: dict[str, str] | None = None
+    _flavor: str | None = None
+    _created_secret: bool = False
+
+    async def run_auth_state_hook(self, auth_state: dict | None) -> None:
+        """Remember VO membership and the pod-visible tokens, then run the operator's hook."""
+        self._membership = Membership.from_auth_state(auth_state)
+        self._tokens = token_secret.token_data(auth_state)
+        await super().run_auth_state_hook(auth_state)
+
+    def _get_initialized_profile_list(self, profile_list: list) -> list:
+        # Private upstream method (kubespawner 7.1): the one place both the form and
+        # load_user_options pass the profile list through, so filtering here keeps them
+        # consistent. Covered by tests of the form and of refused spawns.
+        return super()._get_initialized_profile_list(
+            filter_profiles(profile_list or [], self._membership)
+        )
+
+    @default("options_form")
+    def _options_form_default(self) -> Any:
+        if not self.profile_list:
+            return ""
+        # Always render per request: the offered profiles depend on the user's VOs now.
+        return self._render_filtered_form
+
+    async def _render_filtered_form(self, spawner: Any) -> str:
+        return self._render_options_form(await self._raw_profiles())
+
+    async def _raw_profiles(self) -> list[dict]:
+        profiles = self._sorted_dict_values(self.profile_list)
+        if callable(profiles):
+            profiles = await _maybe_await(profiles(self))
+        for profile in profiles or []:
+            profile_patterns(profile)  # a malformed pattern is an operator error: say which
+        return list(profiles or [])
+
+    async def _check_profile(self) -> None:
+        """Refuse a forbidden profile with a clear message; remember the chosen flavour."""
+        profiles = await self._raw_profiles()
+        if not profiles:
+            self._flavor = None
+            return
+        offered = self._get_initialized_profile_list(profiles)
+        wanted = (self.user_options or {}).get("profile")
+        if wanted and not any(p["slug"] == wanted for p in offered):
+            initialized = super()._get_initialized_profile_list(profiles)
+            for profile in initialized:
+                if profile["slug"] == wanted and not allowed(profile, self._membership):
+                    raise ProfileRefused(
+                        403,
+                        f"Profile {wanted!r} is not available to you: it requires "
+                        f"{requirement(profile)}.",
+                    )
+            raise ProfileRefused(400, f"No such profile: {wanted!r}.")
+        if not offered:
+            raise ProfileRefused(403, "None of the configured profiles is available to you.")
+        self._flavor = self._get_profile(wanted, offered)["slug"]
+
+    async def load_user_options(self) -> None:
+        """Apply the (allowed) profile, then settle the home claim and the token Secret.
+
+        kubespawner's ``_start`` calls this first, before it creates the claim and pod, so
+        everything here happens before the pod exists.
+        """
+        if not self._membership.known:
+            auth_state = await self.user.get_auth_state()
+            self._membership = Membership.from_auth_state(auth_state)
+            self._tokens = token_secret.token_data(auth_state)
+        await self._check_profile()
+        await super().load_user_options()
+        if self.storage_pvc_ensure:
+            await self._ensure_home_claim()
+        await self._write_token_secret(self._tokens or {})
+
+    async def _ensure_home_claim(self) -> None:
+        if self._pvc_exists:  # remembered in state: no API call at all
+            return
+        legacy = []
+        if self.adopt_legacy_claims:
+            legacy = [self._expand_user_properties(t) for t in self.legacy_claim_name_templates]
+            legacy += [
+                self._expand_user_properties(t, slug_scheme="escape")
+                for t in self.legacy_claim_name_templates
+            ]
+        found = (
+            await storage.find_home_claim(
+                self.api,
+                self.namespace,
+                self.user.name,
+                self.pvc_name,
+                legacy,
+                self._policy,
+                self.log,
+                scan=self.adopt_legacy_claims and self.legacy_claim_scan,
+            )
+            if self.adopt_legacy_claims
+            else None
+        )
+        if found:
+            if found != self.pvc_name:
+                self.log.info("Adopting claim %s for %s", found, self.user.name)
+            self.pvc_name = found
+        else:
+            manifest = self.get_pvc_manifest()
+            manifest.metadata.labels = {**(manifest.metadata.labels or {}), **self._labels()}
+            await storage.create_claim(self.api, self.namespace, manifest, self._policy, self.log)
+        self._pvc_exists = True  # kubespawner then skips its own claim creation
+
+    async def _write_token_secret(self, data: dict[str, str]) -> bool:
+        manifest = token_secret.secret_manifest(
+            self.token_secret_name,
+            data,
+            self._labels(),
+            self._build_common_annotations({}),
+        )
+        created = await token_secret.write_secret(
+            self.api, self.namespace, manifest, self._policy, self.log
+        )
+        self._created_secret = self._created_secret or created
+        return created
+
+    async def update_token_secret(self, auth_state: dict) -> None:
+        """Write the tokens of a (refreshed) auth_state to this server's token Secret."""
+        self._tokens = token_secret.token_data(auth_state)
+        await self._write_token_secret(self._tokens)
+
+    async def delete_token_secret(self) -> None:
+        await token_secret.delete_secret(
+            self.api, self.namespace, self.token_secret_name, self._policy, self.log
+        )
+
+    # ----- the pod ------------------------------------------------------------------------
+
+    async def get_pod_manifest(self) -> Any:
+        """kubespawner's pod plus home, VO and token volumes and the accounting annotations."""
+        pod = await super().get_pod_manifest()
+        spec, container = pod.spec, pod.spec.containers[0]
+        spec.volumes = list(spec.volumes or [])
+        container.volume_mounts = list(container.volume_mounts or [])
+        container.env = list(container.env or [])
+
+        def add(volume: dict, mount: dict) -> None:
+            taken = {m.mount_path.rstrip("/") for m in container.volume_mounts}
+            if mount["mountPath"].rstrip("/") in taken:
+                self.log.warning("Not mounting %s: %s is taken", volume["name"], mount["mountPath"])
+                return
+            spec.volumes.append(get_k8s_model(V1Volume, volume))
+            container.volume_mounts.append(get_k8s_model(V1VolumeMount, mount))
+
+        claims = {
+            v.persistent_volume_claim.claim_name for v in spec.volumes if v.persistent_volume_claim
+        }
+        if self.storage_pvc_ensure and self.pvc_name not in claims:
+            add(
+                {"name": "home", "persistentVolumeClaim": {"claimName": self.pvc_name}},
+                {"name": "home", "mountPath": self.home_mount_path},
+            )
+        for volume, mount in storage.vo_mounts(
+            storage.parse_vo_volumes(self.vo_volumes), self._membership
+        ):
+            add(volume, mount)
+        add(
+            {"name": "egi-token", "secret": {"secretName": self.token_secret_name}},
+            {"name": "egi-token", "mountPath": self.token_mount_path, "readOnly": True},
+        )
+        token_file = self.token_mount_path.rstrip("/") + "/access_token"
+        container.env.append(V1EnvVar(name=self.token_file_env, value=token_file))
+        annotations = dict(pod.metadata.annotations or {})
+        if self._membership.primary_vo:
+            annotations[ann.PRIMARY_VO] = self._membership.primary_vo
+        if self._flavor:
+            annotations[ann.FLAVOR] = self._flavor
+        pod.metadata.annotations = annotations
+        return pod
+
+    async def _start(self) -> Any:
+        # Private upstream method (kubespawner 7.1): the one coroutine spanning the whole
+        # spawn, so the only place to undo a token Secret this spawn created when a later
+        # step (claim, pod) fails: no half-made objects are left behind.
+        self._created_secret = False
+        try:
+            return await super()._start()
+        except BaseException:
+            if self._created_secret:
+                try:
+                    await self.delete_token_secret()
+                except Exception:
+                    self.log.exception("Could not remove token Secret after failed spawn")
+            raise
+
+    # ----- deletion -----------------------------------------------------------------------
+
+    async def delete_forever(self) -> None:
+        """Delete the token Secret with the user; claims only when opted in and not shared.
+
+        Replaces kubespawner's version, which deletes claims by default. Called for the
+        default server when the user is deleted and for a named server when it is deleted.
+        """
+        if not self.name:
+            await self.delete_token_secret()
+        own_claim = not self.name or self.home_claim_per_server
+        if not (self.delete_pvc and own_claim):
+            self.log.info("Keeping claim %s of %s", self.pvc_name, self._log_name)
+            return
+        vo_claims = {v.claim for v in storage.parse_vo_volumes(self.vo_volumes)}
+        if self.pvc_name in vo_claims:
+            return
+        await storage.delete_claim(self.api, self.namespace, self.pvc_name, self._policy, self.log)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if hasattr(value, "__await__"):
+        return await value
+    return value

@@ -1,0 +1,205 @@
+"""Home claim (find, adopt, create) and VO shared volumes.
+
+Finding the home claim never lists the namespace in the steady state: the claim name is
+kept in the spawner state, and without state (first spawn, or the hub database was lost)
+it is derived from the username (:mod:`.names`) and read by name. Claims made before
+EGISpawner are adopted, cheapest first:
+
+1. the deterministic name (``pvc_name_template``, default ``claim-{user_slug}``);
+2. ``legacy_claim_name_templates``: zero-to-jupyterhub's ``claim-{username}`` in both
+   kubespawner slug schemes, read by name;
+3. claims labelled ``egi.eu/user=<user slug>`` whose ``hub.jupyter.org/username``
+   annotation is the user (one list call with a label selector). The older
+   egi-notebooks-hub spawner gave claims random names and only that annotation, which no
+   selector can match: :func:`label_legacy_claims` labels them once (one paginated list of
+   ``component=singleuser-storage`` claims), after which step 3 finds them;
+4. only with ``legacy_claim_scan = True``: that list at every first spawn instead.
+
+Adopted names go into the spawner state, so later spawns make no storage calls at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from egi_notebooks.entitlements import EntitlementPattern, parse_pattern
+
+from . import annotations as ann
+from .k8s_calls import RetryPolicy, call, not_found_is_none
+from .names import user_slug
+from .profiles import Membership
+
+LEGACY_SELECTOR = "component=singleuser-storage"
+
+
+@dataclass(frozen=True)
+class VOVolume:
+    pattern: EntitlementPattern
+    claim: str
+    mount_path: str
+    write_roles: frozenset[str] = frozenset()
+    sub_path: str = ""
+
+
+def parse_vo_volumes(config: Mapping[str, Any]) -> list[VOVolume]:
+    """Parse the ``vo_volumes`` trait; ValueError names the offending entry."""
+    volumes = []
+    for key, spec in config.items():
+        where = f"vo_volumes[{key!r}]"
+        if not isinstance(spec, Mapping) or not spec.get("claim") or not spec.get("mount_path"):
+            raise ValueError(f"{where} needs 'claim' and 'mount_path'")
+        unknown = set(spec) - {"claim", "mount_path", "write_roles", "sub_path"}
+        if unknown:
+            raise ValueError(f"{where} has unknown keys {sorted(unknown)}")
+        try:
+            pattern = parse_pattern(key)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        volumes.append(
+            VOVolume(
+                pattern=pattern,
+                claim=spec["claim"],
+                mount_path=spec["mount_path"],
+                write_roles=frozenset(spec.get("write_roles") or ()),
+                sub_path=spec.get("sub_path") or "",
+            )
+        )
+    return volumes
+
+
+def vo_mounts(
+    volumes: list[VOVolume], membership: Membership
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(volume, volumeMount) pairs for the VO volumes this user may see, re-evaluated per spawn.
+
+    Read-only unless one of the user's entitlements matched by the pattern has a role in
+    ``write_roles``. Two entries for the same claim and path merge (write wins).
+    """
+    chosen: dict[tuple[str, str], tuple[VOVolume, bool]] = {}
+    for volume in volumes:
+        if not membership.matches(volume.pattern):
+            continue
+        writable = any(e.role in volume.write_roles for e in membership.matching(volume.pattern))
+        key = (volume.claim, volume.mount_path)
+        if key in chosen:
+            writable = writable or chosen[key][1]
+        chosen[key] = (volume, writable)
+    pairs = []
+    for (claim, mount_path), (volume, writable) in chosen.items():
+        name = f"vo-{user_slug(claim + '@' + mount_path)}"[:63].rstrip("-")
+        pvc = {"claimName": claim, "readOnly": not writable}
+        mount = {"name": name, "mountPath": mount_path, "readOnly": not writable}
+        if volume.sub_path:
+            mount["subPath"] = volume.sub_path
+        pairs.append(({"name": name, "persistentVolumeClaim": pvc}, mount))
+    return pairs
+
+
+def _username_of(claim: Any) -> str | None:
+    return ((claim.metadata.annotations or {}) if claim.metadata else {}).get(ann.USERNAME)
+
+
+def _oldest(claims: list[Any]) -> str | None:
+    if not claims:
+        return None
+    claims.sort(
+        key=lambda c: (c.metadata.creation_timestamp is None, c.metadata.creation_timestamp)
+    )
+    return claims[0].metadata.name
+
+
+async def find_home_claim(
+    api: Any,
+    namespace: str,
+    username: str,
+    name: str,
+    legacy_names: list[str],
+    policy: RetryPolicy,
+    log: Any,
+    scan: bool = False,
+) -> str | None:
+    """The name of the user's existing home claim, or None (see the module docstring)."""
+
+    async def exists(claim_name: str) -> bool:
+        found = await call(
+            lambda: api.read_namespaced_persistent_volume_claim(claim_name, namespace),
+            f"look up storage claim {claim_name}",
+            policy,
+            log,
+            accept=not_found_is_none,
+        )
+        return found is not None
+
+    for candidate in dict.fromkeys([name, *legacy_names]):
+        if await exists(candidate):
+            return candidate
+    selector = f"{ann.USER_SLUG_LABEL}={user_slug(username)}"
+    labelled = await call(
+        lambda: api.list_namespaced_persistent_volume_claim(namespace, label_selector=selector),
+        "look up labelled storage claims",
+        policy,
+        log,
+    )
+    mine = [c for c in labelled.items if _username_of(c) in (None, username)]
+    if found := _oldest(mine):
+        return found
+    if scan:
+        log.warning("Scanning %s claims for %s (legacy_claim_scan)", namespace, username)
+        every = await call(
+            lambda: api.list_namespaced_persistent_volume_claim(
+                namespace, label_selector=LEGACY_SELECTOR
+            ),
+            "scan storage claims",
+            policy,
+            log,
+        )
+        return _oldest([c for c in every.items if _username_of(c) == username])
+    return None
+
+
+async def create_claim(api: Any, namespace: str, manifest: Any, policy: RetryPolicy, log: Any):
+    """Create the claim; an existing one (409, e.g. a concurrent spawn) is fine."""
+    await call(
+        lambda: api.create_namespaced_persistent_volume_claim(namespace, manifest),
+        f"create your storage claim {manifest.metadata.name}",
+        policy,
+        log,
+        accept=lambda exc: True if exc.status == 409 else NotImplemented,
+    )
+
+
+async def label_legacy_claims(api: Any, namespace: str, page_size: int = 500) -> int:
+    """One-time migration: label claims carrying only the username annotation.
+
+    Adds ``egi.eu/user=<user slug>`` to every ``component=singleuser-storage`` claim with a
+    ``hub.jupyter.org/username`` annotation and no such label, so that
+    :func:`find_home_claim` finds it with a label selector. Returns how many were labelled.
+    """
+    labelled, token = 0, None
+    while True:
+        page = await api.list_namespaced_persistent_volume_claim(
+            namespace, label_selector=LEGACY_SELECTOR, limit=page_size, _continue=token
+        )
+        for claim in page.items:
+            username = _username_of(claim)
+            if username and ann.USER_SLUG_LABEL not in (claim.metadata.labels or {}):
+                body = {"metadata": {"labels": {ann.USER_SLUG_LABEL: user_slug(username)}}}
+                await api.patch_namespaced_persistent_volume_claim(
+                    claim.metadata.name, namespace, body
+                )
+                labelled += 1
+        token = page.metadata._continue if page.metadata else None
+        if not token:
+            return labelled
+
+
+async def delete_claim(api: Any, namespace: str, name: str, policy: RetryPolicy, log: Any) -> None:
+    await call(
+        lambda: api.delete_namespaced_persistent_volume_claim(name, namespace),
+        f"delete storage claim {name}",
+        policy,
+        log,
+        accept=lambda exc: True if exc.status == 404 else NotImplemented,
+    )

@@ -1,0 +1,107 @@
+"""The per-user Secret that delivers the current access token (and id token) to pods.
+
+The Secret holds ``access_token`` and ``id_token`` only: the refresh token never leaves
+the hub. It is written before the pod is created, rewritten whenever the hub refreshes the
+user (:func:`update_user_token_secrets`) and deleted with the user. Writing is a replace
+(PUT) first, so a steady-state spawn costs one call; a missing Secret is then created.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes_asyncio.client import V1ObjectMeta, V1Secret
+
+from .k8s_calls import KubernetesTrouble, RetryPolicy, call
+
+TOKEN_KEYS = ("access_token", "id_token")
+
+
+def token_data(auth_state: Mapping[str, Any] | None) -> dict[str, str]:
+    """base64 Secret data for the tokens the pod may see; nothing else from auth_state."""
+    auth_state = auth_state or {}
+    return {
+        key: base64.b64encode(str(auth_state[key]).encode()).decode()
+        for key in TOKEN_KEYS
+        if auth_state.get(key)
+    }
+
+
+def secret_manifest(
+    name: str, data: dict[str, str], labels: dict[str, str], annotations: dict[str, str]
+) -> V1Secret:
+    return V1Secret(
+        api_version="v1",
+        kind="Secret",
+        type="Opaque",
+        metadata=V1ObjectMeta(name=name, labels=labels, annotations=annotations),
+        data=data,
+    )
+
+
+async def write_secret(
+    api: Any, namespace: str, manifest: V1Secret, policy: RetryPolicy, log: Any
+) -> bool:
+    """Replace the Secret, creating it if missing; True when this call created it."""
+    name = manifest.metadata.name
+    for _ in range(policy.attempts):
+        replaced = await call(
+            lambda: api.replace_namespaced_secret(name, namespace, manifest),
+            f"store your access token (Secret {name})",
+            policy,
+            log,
+            accept=lambda exc: None if exc.status == 404 else NotImplemented,
+        )
+        if replaced is not None:
+            return False
+        created = await call(
+            lambda: api.create_namespaced_secret(namespace, manifest),
+            f"store your access token (Secret {name})",
+            policy,
+            log,
+            # 409: created concurrently (another server of the user): replace it instead.
+            accept=lambda exc: None if exc.status == 409 else NotImplemented,
+        )
+        if created is not None:
+            return True
+    raise KubernetesTrouble(
+        f"Could not store your access token (Secret {name}): it keeps changing."
+    )
+
+
+async def delete_secret(api: Any, namespace: str, name: str, policy: RetryPolicy, log: Any) -> None:
+    await call(
+        lambda: api.delete_namespaced_secret(name, namespace),
+        f"delete the token Secret {name}",
+        policy,
+        log,
+        accept=lambda exc: True if exc.status == 404 else NotImplemented,
+    )
+
+
+async def update_user_token_secrets(user: Any, auth_state: Mapping[str, Any]) -> int:
+    """Write refreshed tokens to the token Secret of each active EGISpawner of ``user``.
+
+    For the authenticator's ``refresh_user`` / a background refresher: ``user`` is a
+    ``jupyterhub.user.User``, ``auth_state`` the new one. Servers sharing one Secret cause
+    one write. A failure is logged per Secret and does not stop the others. Returns the
+    number of Secrets written.
+    """
+    from .spawner import EGISpawner  # late import: spawner imports this module
+
+    written, seen = 0, set()
+    for spawner in list(user.spawners.values()):
+        if not isinstance(spawner, EGISpawner) or not (spawner.active or spawner.ready):
+            continue
+        key = (spawner.namespace, spawner.token_secret_name)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            await spawner.update_token_secret(auth_state)
+            written += 1
+        except Exception:
+            spawner.log.exception("Could not update token Secret %s/%s", *key)
+    return written
