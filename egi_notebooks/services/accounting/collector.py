@@ -108,7 +108,7 @@ class Collector(LoggingConfigurable):
             or self.default_flavor
         )
 
-    def observe(
+    def observation(
         self, user: dict, server: dict, auth_state: dict | None, now: int
     ) -> Observation | None:
         """One server model -> one observation; None (logged) for unusable data."""
@@ -172,7 +172,7 @@ class Collector(LoggingConfigurable):
         observations: list[tuple[dict, Observation]] = []
         need_auth: dict[str, list[tuple[dict, Observation]]] = {}
         for user, server in pending:
-            obs = self.observe(user, server, None, now)
+            obs = self.observation(user, server, None, now)
             if obs is None:
                 continue
             if obs.primary_vo is None and obs.vmuuid in known_vos:

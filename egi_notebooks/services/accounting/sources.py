@@ -9,11 +9,9 @@ from __future__ import annotations
 import re
 
 try:  # one source of truth: the spawner writes these annotations
-    from egi_notebooks.spawner.annotations import (  # type: ignore[attr-defined]
-        FLAVOR_ANNOTATION,
-        PRIMARY_VO_ANNOTATION,
-    )
-except ImportError:  # the spawner helper's module is not there yet
+    from egi_notebooks.spawner.annotations import FLAVOR as FLAVOR_ANNOTATION
+    from egi_notebooks.spawner.annotations import PRIMARY_VO as PRIMARY_VO_ANNOTATION
+except ImportError:  # the spawner (and kubespawner) is not installed
     PRIMARY_VO_ANNOTATION = "egi.eu/primary-vo"
     FLAVOR_ANNOTATION = "egi.eu/flavor"
 

@@ -43,8 +43,12 @@ def test_units_and_fields(sessions, tmp_path):
     store.apply_poll(
         [
             obs(
-                flavor="large", image="eginotebooks/single-user:1.2", cpu_request=1.5,
-                memory_request=4 * GiB, disk_request=20 * GiB, pod_name="jupyter-alice",
+                flavor="large",
+                image="eginotebooks/single-user:1.2",
+                cpu_request=1.5,
+                memory_request=4 * GiB,
+                disk_request=20 * GiB,
+                pod_name="jupyter-alice",
             ),
             obs("bob", "", T0 + 10, vo=None),
         ],

@@ -97,7 +97,7 @@ def test_upgrade_from_first_revision_keeps_data(database_url):
     with engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO sessions (vmuuid, \"user\", server_name, start_time, last_seen,"
+                'INSERT INTO sessions (vmuuid, "user", server_name, start_time, last_seen,'
                 " version, sent_version) VALUES ('u1', 'alice', '', :t, :t, 1, 0)"
             ),
             {"t": T0},

@@ -1,0 +1,204 @@
+"""``egi-notebooks accounting``: the hub-managed accounting service, and its ``report`` command.
+
+One loop, every ``poll_interval`` seconds: poll the hub (sessions), ask Prometheus for usage,
+write APEL messages into the dirq queue, send the queue to AMS, push finished days to EOSC.
+Each step is isolated: a failing hub, Prometheus, AMS or EOSC is logged and retried at the next
+cycle; nothing is lost because every step works from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+
+from traitlets import Bool, Float, Unicode, default
+from traitlets.config import Application, Configurable, catch_config_error
+
+from ..hub import HubServiceApp
+from . import db
+from .apel import ApelRenderer, export
+from .collector import Collector
+from .report import day_bounds, parse_day, per_vo, to_csv, to_json, usage
+from .store import Store
+
+
+class DatabaseMixin(Configurable):
+    db_url = Unicode(
+        "sqlite:///egi-notebooks-accounting.sqlite",
+        config=True,
+        help="SQLAlchemy URL of the accounting database (SQLite, or postgresql:// for "
+        "production; the schema is created and upgraded at start-up).",
+    )
+    config_file = Unicode("", config=True, help="Python config file to load.")
+
+    def load_config(self) -> None:
+        if self.config_file:
+            self.load_config_file(self.config_file)
+
+
+class ReportApp(DatabaseMixin, Application):
+    name = "egi-notebooks-accounting-report"
+    description = "Usage per VO and user for a date range (both days included, UTC)."
+    date_from = Unicode("", config=True, help="First day of the report (YYYY-MM-DD).")
+    date_to = Unicode("", config=True, help="Last day of the report (YYYY-MM-DD).")
+    format = Unicode("csv", config=True, help="csv or json.")
+    by_vo = Bool(False, config=True, help="One row per VO instead of per VO and user.")
+    aliases = {
+        "from": "ReportApp.date_from",
+        "to": "ReportApp.date_to",
+        "format": "ReportApp.format",
+        "db-url": "ReportApp.db_url",
+        "config": "ReportApp.config_file",
+    }
+    flags = {"by-vo": ({"ReportApp": {"by_vo": True}}, "one row per VO")}
+
+    @catch_config_error
+    def initialize(self, argv=None) -> None:
+        super().initialize(argv)
+        self.load_config()
+
+    def start(self) -> None:
+        try:
+            if self.format not in {"csv", "json"}:
+                raise ValueError(f"--format must be csv or json, not {self.format!r}")
+            first = parse_day(self.date_from, "--from")
+            last = parse_day(self.date_to or self.date_from, "--to")
+            start, end = day_bounds(first, last)
+        except ValueError as e:
+            print(f"egi-notebooks accounting report: {e}", file=sys.stderr)
+            self.exit(2)
+        engine, sessions = db.open_database(self.db_url)
+        try:
+            rows = usage(sessions, start, end)
+        finally:
+            engine.dispose()
+        rows = per_vo(rows) if self.by_vo else rows
+        sys.stdout.write(to_csv(rows) if self.format == "csv" else to_json(rows) + "\n")
+
+
+class AccountingApp(DatabaseMixin, HubServiceApp):
+    name = "egi-notebooks-accounting"
+    description = "Hub-managed accounting: sessions -> APEL cloud records and EOSC metrics."
+
+    poll_interval = Float(
+        60, config=True, help="Seconds between polls of the hub (the error bound of an end)."
+    )
+    spool_dir = Unicode(
+        "",
+        config=True,
+        help="dirq directory queue for ssmsend's outgoing APEL messages ('' = no APEL output).",
+    )
+    apel_interval = Float(
+        3600, config=True, help="Seconds between two writes of APEL messages to the queue."
+    )
+    serve_web = Bool(True, config=True, help="Serve the admin view at the service's URL.")
+
+    aliases = {
+        "db-url": "AccountingApp.db_url",
+        "config": "AccountingApp.config_file",
+        "poll-interval": "AccountingApp.poll_interval",
+        "spool-dir": "AccountingApp.spool_dir",
+        "log-level": "Application.log_level",
+    }
+    subcommands = {"report": (ReportApp, ReportApp.description)}
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
+    @default("classes")
+    def _default_classes(self):
+        return [Collector, ApelRenderer, *self._extra_classes()]
+
+    def _extra_classes(self) -> list:
+        from .ams import AMSSender
+
+        return [AMSSender]
+
+    @catch_config_error
+    def initialize(self, argv=None) -> None:
+        super().initialize(argv)
+        if self.subapp:
+            return
+        self.load_config()
+        from .ams import AMSSender
+
+        self.collector = Collector(parent=self, log=self.log)
+        self.renderer = ApelRenderer(parent=self, log=self.log)
+        self.ams = AMSSender(parent=self, log=self.log)
+        if self.spool_dir and not self.renderer.site_name:
+            self.log.critical("ApelRenderer.site_name must be set when spool_dir is set")
+            self.exit(2)
+        if self.ams.enabled and not self.spool_dir:
+            self.log.critical("AMSSender.url is set but spool_dir is not: AMS sends the queue")
+            self.exit(2)
+        self.engine, self.sessions = db.open_database(self.db_url)
+        self.store = Store(self.sessions)
+        self._last_apel = 0.0
+
+    async def cycle(self, hub) -> None:
+        """One round; each step isolated so that one failing system never stops the others."""
+        try:
+            await self.collector.poll(hub, self.store)
+        except Exception as e:
+            # an incomplete answer closes nothing: the next complete poll reconciles
+            self.log.error("poll of the hub failed, sessions unchanged: %s", e)
+        await self.after_poll()
+        if self.spool_dir and time.monotonic() - self._last_apel >= self.apel_interval:
+            from .dirq_queue import OutgoingQueue
+
+            try:
+                queue = OutgoingQueue(self.spool_dir)
+                outcome = await asyncio.to_thread(export, self.sessions, self.renderer, queue.add)
+                self._last_apel = time.monotonic()
+                if outcome.records:
+                    self.log.info(
+                        "APEL: %d records in %d messages", outcome.records, outcome.messages
+                    )
+                if self.ams.enabled:
+                    await self.ams.send_queue(queue)
+            except Exception as e:
+                self.log.error("APEL output failed, retried next cycle: %s", e)
+
+    async def after_poll(self) -> None:
+        """Hook for the optional steps (usage, EOSC); see prometheus.py and eosc.py."""
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        server = None
+        if self.serve_web:
+            from .web import start_web
+
+            server = start_web(self)
+        hub = self.make_hub_client()
+        try:
+            while not stop.is_set():
+                await self.cycle(hub)
+                try:
+                    await asyncio.wait_for(stop.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+        finally:
+            await hub.aclose()
+            if server is not None:
+                server.stop()
+            self.engine.dispose()
+        self.log.info("accounting stopped")
+
+    def start(self) -> None:
+        if self.subapp:
+            return self.subapp.start()
+        asyncio.run(self.run())
+
+
+def main(argv: list[str] | None = None) -> int | None:
+    app = AccountingApp.instance()
+    app.initialize(argv)
+    app.start()
+    return 0

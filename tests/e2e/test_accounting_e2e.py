@@ -1,0 +1,217 @@
+"""Accounting against a real JupyterHub with real single-user servers, on SQLite and on a real
+PostgreSQL server: durations, primary VO, flavor, probe left out, service killed and restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import select
+
+from egi_notebooks.services.accounting import db
+from egi_notebooks.services.accounting.collector import Collector
+from egi_notebooks.services.accounting.models import Session
+from egi_notebooks.services.accounting.store import Store
+from egi_notebooks.services.hub import HubClient
+from egi_notebooks.services.status import PROBE_GROUP
+from tests.harness.hub import LOCAL_SPAWNER_CONFIG, HubProcess
+from tests.harness.postgres import postgres_or_skip
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = secrets.token_hex(16)
+# exactly the scopes of the role documented for the service (EXAMPLES.md)
+ACCOUNTING_SCOPES = [
+    "list:users",
+    "read:users:name",
+    "read:users:groups",
+    "read:servers",
+    "admin:server_state",
+    "admin:auth_state",
+]
+CONFIG = (
+    LOCAL_SPAWNER_CONFIG
+    + f"""
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.enable_auth_state = True
+c.Authenticator.allow_all = True
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.services.append({{"name": "accounting", "api_token": "{TOKEN}"}})
+c.JupyterHub.load_roles.append(
+    {{"name": "accounting", "scopes": {ACCOUNTING_SCOPES!r}, "services": ["accounting"]}}
+)
+"""
+)
+POLL = 1.0
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    hub = HubProcess(tmp_path_factory.mktemp("hub"), CONFIG).start()
+    for name, state in {
+        "alice": {"primary_vo": "vo.alpha.eu", "vos": ["vo.beta.eu", "vo.alpha.eu"]},
+        "bob": {"vos": ["vo.beta.eu"]},
+        "carol": {"primary_vo": "vo.gamma.eu"},
+        "probe": {"primary_vo": "vo.alpha.eu"},
+    }.items():
+        assert hub.api("POST", f"/users/{name}").status_code in (201, 409)
+        assert hub.api("PATCH", f"/users/{name}", json={"auth_state": state}).status_code == 200
+    hub.api("POST", f"/groups/{PROBE_GROUP}")
+    hub.api("POST", f"/groups/{PROBE_GROUP}/users", json={"users": ["probe"]})
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_server():
+    server = postgres_or_skip()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'accounting.sqlite'}"
+    return request.getfixturevalue("pg_server").create_database()
+
+
+def start_server(hub: HubProcess, user: str, name: str = "", **options) -> float:
+    r = hub.api("POST", f"/users/{user}/servers/{name}", json=options)
+    assert r.status_code in (201, 202), r.text
+    server = hub.wait_for_server(user, name)
+    return server
+
+
+def stop_server(hub: HubProcess, user: str, name: str = "") -> float:
+    r = hub.api("DELETE", f"/users/{user}/servers/{name}")
+    assert r.status_code in (202, 204), r.text
+    hub.wait_for_server(user, name, ready=False)
+    return time.time()
+
+
+def sessions_of(sessions) -> dict[tuple[str, str], list[Session]]:
+    found: dict[tuple[str, str], list[Session]] = {}
+    with sessions() as s:
+        for row in s.scalars(select(Session).order_by(Session.id)):
+            found.setdefault((row.user, row.server_name), []).append(row)
+    return found
+
+
+async def test_sessions_from_a_real_hub(hub, database_url):
+    engine, sessions = db.open_database(database_url)
+    store = Store(sessions)
+    collector = Collector(
+        hub_id="e2e", flavors={"small": {"cpu": 0.5, "memory": "1Gi"}, "large": {"cpu": 4}}
+    )
+    stop = asyncio.Event()
+
+    async def poll_loop(client: HubClient) -> None:
+        while not stop.is_set():
+            await collector.poll(client, store)
+            await asyncio.sleep(POLL)
+
+    async with HubClient(hub.hub_api_url, TOKEN, timeout=10) as client:
+        task = asyncio.create_task(poll_loop(client))
+        alice = await asyncio.to_thread(start_server, hub, "alice", profile="small")
+        bob = await asyncio.to_thread(start_server, hub, "bob", "gpu", profile="large")
+        probe = await asyncio.to_thread(start_server, hub, "probe")
+        assert probe["ready"]
+        await asyncio.sleep(2 * POLL)
+        alice_end = await asyncio.to_thread(stop_server, hub, "alice")
+        await asyncio.sleep(POLL)
+        bob_end = await asyncio.to_thread(stop_server, hub, "bob", "gpu")
+        await asyncio.to_thread(stop_server, hub, "probe")
+        await asyncio.sleep(2 * POLL)
+        stop.set()
+        await task
+    found = sessions_of(sessions)
+    engine.dispose()
+    assert set(found) == {("alice", ""), ("bob", "gpu")}  # the probe user is left out
+    (a,) = found[("alice", "")]
+    (b,) = found[("bob", "gpu")]
+    a_start = _epoch(alice["started"])
+    b_start = _epoch(bob["started"])
+    assert (a.primary_vo, a.flavor, a.cpu_request, a.memory_request) == (
+        "vo.alpha.eu", "small", 0.5, 2**30,
+    )  # fmt: skip
+    assert (b.primary_vo, b.flavor, b.cpu_request) == ("vo.beta.eu", "large", 4.0)
+    assert a.start_time == a_start and b.start_time == b_start
+    # ended at the last poll that saw them: at most one poll interval (+ a poll's duration)
+    # before they really stopped
+    assert alice_end - POLL - 1.5 <= a.end_time <= alice_end
+    assert bob_end - POLL - 1.5 <= b.end_time <= bob_end
+
+
+def _epoch(iso: str) -> int:
+    from egi_notebooks.services.accounting.collector import parse_hub_time
+
+    return parse_hub_time(iso)
+
+
+def run_service(hub: HubProcess, database_url: str, log_path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "JUPYTERHUB_API_URL": hub.hub_api_url,
+        "JUPYTERHUB_API_TOKEN": TOKEN,
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "egi_notebooks.cli",
+            "accounting",
+            f"--db-url={database_url}",
+            f"--poll-interval={POLL}",
+            "--AccountingApp.serve_web=False",
+            "--Collector.hub_id=e2e",
+            "--log-level=DEBUG",
+        ],  # fmt: skip
+        env=env,
+        stdout=open(log_path, "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(predicate, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(predicate)
+
+
+def test_service_killed_mid_session_and_restarted(hub, database_url, tmp_path):
+    engine, sessions = db.open_database(database_url)
+    log_path = tmp_path / "accounting.log"
+    service = run_service(hub, database_url, log_path)
+    try:
+        carol = start_server(hub, "carol", profile="small")
+        wait_for(lambda: ("carol", "") in sessions_of(sessions))
+        service.send_signal(signal.SIGKILL)  # a real crash: no clean-up of any kind
+        service.wait(10)
+        time.sleep(2 * POLL)
+        restarted = time.time()
+        service = run_service(hub, database_url, log_path)
+        store = Store(sessions)
+        wait_for(lambda: (store.last_complete_poll() or 0) >= restarted, timeout=60)
+        carol_end = stop_server(hub, "carol")
+        wait_for(lambda: sessions_of(sessions)[("carol", "")][-1].end_time is not None)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(15) == 0, log_path.read_text()
+    rows = sessions_of(sessions)[("carol", "")]
+    engine.dispose()
+    assert len(rows) == 1, "one session must give exactly one record"
+    assert rows[0].start_time == _epoch(carol["started"])
+    assert carol_end - POLL - 1.5 <= rows[0].end_time <= carol_end
+    assert rows[0].primary_vo == "vo.gamma.eu"
+    assert TOKEN not in log_path.read_text()
