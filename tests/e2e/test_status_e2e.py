@@ -4,7 +4,7 @@ One hub (with configurable-http-proxy) runs several status services, each probin
 probe user; a small spawner subclass makes some users' servers fail in a given way:
 
 - ``status``            healthy: jupyter-server + ipykernel, the default checksum code
-- ``status-failspawn``  the server command exits at once
+- ``status-failspawn``  the spawner fails (raises in start)
 - ``status-notready``   the server process never listens
 - ``status-badkernel``  the kernel process dies at start-up (broken ipykernel_launcher)
 - ``status-raises``     the probe code raises
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import time
@@ -42,16 +43,24 @@ SPAWNER = """
 import sys
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 
+LIGHT = {{
+    "jupyterlab": False, "jupyter_lsp": False, "jupyter_server_terminals": False,
+    "notebook_shim": False,
+}}
+
 class ProbeTestSpawner(SimpleLocalProcessSpawner):
     # makes some probe users' servers fail in a chosen way
     async def start(self):
         name = self.user.name
         if name == "probe-failspawn":
-            self.cmd = ["false"]
+            raise RuntimeError("no resources left for this server")
         elif name == "probe-notready":
             self.cmd = [sys.executable, "-c", "import time; time.sleep(600)"]
         elif name == "probe-badkernel":
             self.environment = {{"PYTHONPATH": {broken!r}}}
+        if name != "probe-ok":
+            # lighter servers (no lab) for the failure cases: the suite stays fast
+            self.args = self.args + ["--ServerApp.jpserver_extensions=" + repr(LIGHT)]
         return await super().start()
 
 c.JupyterHub.spawner_class = ProbeTestSpawner
@@ -144,62 +153,75 @@ def no_server(hub: HubProcess, user: str) -> None:
     assert model["servers"] == {}, model
 
 
-def test_healthy_run_is_ok_with_all_phases(hub):
+def test_healthy_run_stops_a_leftover_server_and_is_ok(hub):
+    # a server left running (as after a crash of the service) is stopped first
+    hub.api("POST", "/users/probe-ok").raise_for_status()
+    hub.api("POST", "/users/probe-ok/server").raise_for_status()
+    hub.wait_for_server("probe-ok")
+
     result = run_now(hub, "status")
     assert result["status"] == "OK", result
-    assert list(result["phases"]) == ["user", "spawn", "kernel", "execute", "home",
-                                      "shutdown", "stop"]
+    assert list(result["phases"]) == [
+        "user", "cleanup", "spawn", "kernel", "execute", "home", "shutdown", "stop"
+    ]
     assert all(v > 0 for v in result["phases"].values())
     no_server(hub, "probe-ok")
-    # the probe user exists and is marked for accounting
+    # the probe user is marked for accounting, and is no admin
     model = hub.api("GET", "/users/probe-ok").json()
     assert PROBE_GROUP in model["groups"]
     assert model["admin"] is False
 
     status = httpx.get(svc(hub, "status", "status.json")).json()
     assert status["code"] == "OK" and status["msg"] and status["time"] > time.time() - 120
-    assert set(status["phases"]) == set(result["phases"])
+    assert status["phases"] == pytest.approx(result["phases"], abs=1e-3)
     page = httpx.get(svc(hub, "status")).text
     assert ">OK</span>" in page and "Recent runs" in page and "<svg" in page
     metrics = httpx.get(svc(hub, "status", "metrics")).text
     assert "egi_notebooks_status 0\n" in metrics
     assert 'egi_notebooks_status_phase_duration_seconds{phase="execute"}' in metrics
     assert 'egi_notebooks_status_runs_total{status="OK"} 1' in metrics
-
-
-def test_server_left_running_is_stopped_first(hub):
-    hub.api("POST", "/users/probe-ok/server").raise_for_status()
-    hub.wait_for_server("probe-ok")
-    result = run_now(hub, "status")
-    assert result["status"] == "OK", result
-    assert "cleanup" in result["phases"]
-    no_server(hub, "probe-ok")
-
-
-@pytest.mark.parametrize(
-    "service, user, phase, reason",
-    [
-        ("status-failspawn", "probe-failspawn", "spawn", ""),
-        ("status-notready", "probe-notready", "spawn", "timed out after 4s"),
-        ("status-badkernel", "probe-badkernel", "kernel", ""),
-        ("status-raises", "probe-raises", "execute", "RuntimeError: probe boom"),
-    ],
-)
-def test_failures_are_critical_naming_the_phase(hub, service, user, phase, reason):
-    result = run_now(hub, service)
-    assert result["status"] == "CRITICAL", result
-    assert result["phase"] == phase
-    assert result["message"].startswith(f"{phase} failed")
-    assert reason in result["message"]
-    no_server(hub, user)
-    status = httpx.get(svc(hub, service, "status.json")).json()
-    assert status["code"] == "CRITICAL" and status["phase"] == phase
-    code = subprocess.run(
-        [sys.executable, "-m", "egi_notebooks.cli", "check-status", svc(hub, service)],
+    check = subprocess.run(
+        [sys.executable, "-m", "egi_notebooks.cli", "check-status", svc(hub, "status")],
         capture_output=True, text=True, timeout=30,
     )
-    assert code.returncode == 2, code.stdout
-    assert code.stdout.startswith(f"CRITICAL - {phase} failed")
+    assert check.returncode == 0, check.stdout
+    assert check.stdout.startswith("OK - notebook ran code successfully")
+    assert " | user=" in check.stdout and " execute=" in check.stdout
+
+
+FAILURES = [
+    # service, probe user, failed phase, part of the reason
+    ("status-failspawn", "probe-failspawn", "spawn", "no resources left"),
+    ("status-notready", "probe-notready", "spawn", "timed out after 4s"),
+    ("status-badkernel", "probe-badkernel", "kernel", "timed out after 6s waiting for"),
+    ("status-raises", "probe-raises", "execute", "RuntimeError: probe boom"),
+]
+
+
+async def test_failures_are_critical_naming_the_phase(hub):
+    async with httpx.AsyncClient(headers=hub.api_headers(), timeout=120) as client:
+        # the four services probe at the same time: the test takes as long as the slowest
+        responses = await asyncio.gather(
+            *(client.post(svc(hub, service, "run?wait=1")) for service, *_ in FAILURES)
+        )
+        for (service, user, phase, reason), response in zip(FAILURES, responses, strict=True):
+            result = response.json()["result"]
+            assert result["status"] == "CRITICAL", result
+            assert result["phase"] == phase, result
+            assert result["message"].startswith(f"{phase} failed"), result
+            assert reason in result["message"], result
+            model = (await client.get(f"{hub.hub_api_url}/users/{user}")).json()
+            assert model["servers"] == {}, model
+            status = (await client.get(svc(hub, service, "status.json"))).json()
+            assert status["code"] == "CRITICAL" and status["phase"] == phase
+    for service, _, phase, _ in FAILURES:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "egi_notebooks.cli", "check-status", svc(hub, service),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
+        assert proc.returncode == 2, out
+        assert out.startswith(f"CRITICAL - {phase} failed")
 
 
 def test_stale_result_is_unknown_everywhere(hub, capsys):
@@ -213,22 +235,27 @@ def test_stale_result_is_unknown_everywhere(hub, capsys):
 
 
 async def test_concurrent_posts_start_one_run(hub):
-    before = httpx.get(svc(hub, "status-raises", "metrics")).text
     async with httpx.AsyncClient(headers=hub.api_headers(), timeout=60) as client:
+        before = (await client.get(svc(hub, "status-notready", "metrics"))).text
         responses = await asyncio.gather(
-            *(client.post(svc(hub, "status-raises", "run")) for _ in range(6))
+            *(client.post(svc(hub, "status-notready", "run")) for _ in range(6))
         )
         assert [r.status_code for r in responses] == [202] * 6
         assert sum(r.json()["started"] for r in responses) == 1
-        while (await client.get(svc(hub, "status-raises", "status.json"))).json()["running"]:
+        for _ in range(300):  # until the run is over (bounded: 60 s)
+            status = (await client.get(svc(hub, "status-notready", "status.json"))).json()
+            if not status["running"]:
+                break
             await asyncio.sleep(0.2)
-    after = httpx.get(svc(hub, "status-raises", "metrics")).text
+        after = (await client.get(svc(hub, "status-notready", "metrics"))).text
     count = [
         int(line.split()[-1]) for text in (before, after) for line in text.splitlines()
         if line.startswith('egi_notebooks_status_runs_total{status="CRITICAL"}')
     ]
     assert count[1] == count[0] + 1
-    assert hub.log().count("POST /hub/api/users/probe-raises/server") == count[1]
+    # one spawn request per run (access-log lines: "<code> POST <path> (<who>")
+    spawns = re.findall(r"\d{3} POST /hub/api/users/probe-notready/server \(", hub.log())
+    assert len(spawns) == count[1]
 
 
 def test_run_needs_an_admin_token(hub):

@@ -79,6 +79,8 @@ class Probe:
         self.server_started = False
         self.server_url: str | None = None
         self.kernel: KernelClient | None = None
+        #: what the current phase is doing, for timeout messages
+        self.step = ""
         quoted = quote(config.user, safe="")
         self.user_path = f"/users/{quoted}"
 
@@ -86,10 +88,12 @@ class Probe:
     async def phase(self, name: str, func: Callable[[], Awaitable[T]]) -> T:
         timeout = self.config.timeouts.get(name, 60)
         start = time.monotonic()
+        self.step = ""
         try:
             return await asyncio.wait_for(func(), timeout)
         except TimeoutError:
-            raise PhaseFailed(name, f"timed out after {timeout:g}s") from None
+            where = f" {self.step}" if self.step else ""
+            raise PhaseFailed(name, f"timed out after {timeout:g}s{where}") from None
         except PhaseFailed:
             raise
         except (HubAPIError, KernelError, httpx.HTTPError, OSError, ValueError) as e:
@@ -111,6 +115,7 @@ class Probe:
 
     async def stop_server(self) -> None:
         """Stop the default server and wait until the hub has no server for the user."""
+        self.step = "waiting for the server to stop"
         response = await self.hub.request("DELETE", f"{self.user_path}/server")
         if response.status_code not in (202, 204, 400, 404):
             raise HubAPIError("DELETE", "server", response.status_code, response.text[:200])
@@ -141,10 +146,24 @@ class Probe:
     async def spawn(self) -> str:
         body = {"user_options": {"profile": self.config.profile} if self.config.profile else {}}
         self.server_started = True  # from here on a failure must stop the server
-        response = await self.hub.request("POST", f"{self.user_path}/server", json=body)
+        self.step = "asking the hub to start the server"
+        # the hub answers only after slow_spawn_timeout (10 s) or a failure: no retry on a
+        # client timeout (a retried POST would race the first), the phase timeout bounds it
+        response = await self.hub.request(
+            "POST", f"{self.user_path}/server", json=body,
+            timeout=self.config.timeouts.get("spawn", 600),
+        )
         if response.status_code not in (201, 202):
-            raise PhaseFailed("spawn", f"hub refused to start the server: HTTP "
-                              f"{response.status_code}: {_hub_message(response)}")
+            reason = f"HTTP {response.status_code}: {_hub_message(response)}"
+            if response.status_code >= 500:
+                # the hub's 500 hides the spawner's error; its progress stream tells it
+                try:
+                    await asyncio.wait_for(self.follow_progress(), 10)
+                except PhaseFailed as e:
+                    reason = e.reason
+                except (TimeoutError, httpx.HTTPError, ValueError):
+                    pass
+            raise PhaseFailed("spawn", f"the hub could not start the server: {reason}")
         if response.status_code == 202:
             url = await self.follow_progress()
         else:
@@ -172,6 +191,7 @@ class Probe:
                     continue
                 event = json.loads(line[5:])
                 last = event.get("message") or last
+                self.step = f"waiting for the server to be ready (last event: {last})"
                 if event.get("ready"):
                     return event.get("url") or ((await self.server_model()) or {}).get("url")
                 if event.get("failed"):
@@ -186,11 +206,14 @@ class Probe:
             kernel_name=self.config.kernel_name,
             request_timeout=self.config.timeouts.get("kernel", 60),
         )
+        self.step = "starting the kernel"
         await self.kernel.start()
+        self.step = "waiting for the kernel to answer (kernel_info)"
         await self.kernel.connect()
 
     async def run_cell(self, phase: str, code: str, expected: str) -> None:
         assert self.kernel
+        self.step = "waiting for the code to finish"
         result = await self.kernel.execute(code)
         if result.error:
             raise PhaseFailed(phase, f"code raised {result.error}")
