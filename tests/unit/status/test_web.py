@@ -1,0 +1,61 @@
+"""The status service's metrics and page, rendered from a real history file."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from egi_notebooks.services.status.app import StatusApp
+from egi_notebooks.services.status.results import CRITICAL, OK, RunResult
+from egi_notebooks.services.status.web import render_metrics, render_page
+
+
+@pytest.fixture
+def app(tmp_path):
+    a = StatusApp()
+    a.initialize([f"--StatusApp.history_file={tmp_path / 'h.json'}", "--StatusApp.interval=600"])
+    return a
+
+
+def test_metrics_before_any_run_say_unknown(app):
+    text = render_metrics(app.store.current(app.interval), app)
+    samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples["egi_notebooks_status"] == 3
+    assert samples["egi_notebooks_status_running"] == 0
+
+
+def test_metrics_after_runs(app):
+    now = time.time()
+    app.store.add(RunResult(now - 50, now - 40, CRITICAL, "spawn failed: x", {"spawn": 10.0},
+                            "spawn"))
+    app.store.add(RunResult(now - 20, now - 10, OK, "fine",
+                            {"user": 0.1, "spawn": 7.5, "execute": 0.3, "stop": 2.0}))
+    text = render_metrics(app.store.current(app.interval), app)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["egi_notebooks_status"].samples[0].value == 0
+    phases = {s.labels["phase"]: s.value
+              for s in families["egi_notebooks_status_phase_duration_seconds"].samples}
+    assert phases == {"user": 0.1, "spawn": 7.5, "execute": 0.3, "stop": 2.0}
+    runs = {s.labels["status"]: s.value for s in families["egi_notebooks_status_runs"].samples
+            if s.name.endswith("_total")}
+    assert runs == {"OK": 1, "WARNING": 0, "CRITICAL": 1}
+    last = families["egi_notebooks_status_last_run_timestamp_seconds"].samples[0].value
+    assert last == pytest.approx(now - 10, abs=0.01)
+    promtool = shutil.which("promtool")
+    if promtool:  # Prometheus' own linter, from the Debian package
+        check = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                               capture_output=True, timeout=30)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_page_escapes_messages_and_shows_staleness(app):
+    old = time.time() - 3 * 3600
+    app.store.add(RunResult(old - 5, old, CRITICAL, "execute failed: <script>x</script>",
+                            {"execute": 1.0}, "execute"))
+    page = render_page(app.store.current(app.interval), app)
+    assert ">UNKNOWN</span>" in page and "3.0 h ago" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
