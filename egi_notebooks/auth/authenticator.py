@@ -8,6 +8,7 @@ The behaviour lives in small overridable methods; the pieces with logic of their
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from inspect import isawaitable
@@ -27,6 +28,7 @@ from ..entitlements import (
     parse_pattern,
     vos_of,
 )
+from .background import BackgroundRefresher
 from .discovery import DiscoveryError, IdTokenError, OIDCMetadata
 from .login import EGILoginHandler, nonce_from_state_cookie
 from .logout import EGILogoutHandler, end_session_url, revoke_auth_state_tokens, strip_tokens
@@ -39,6 +41,7 @@ from .refresh import (
     needs_refresh,
     parse_token_response,
 )
+from .token_api import ACCESS_TOKEN_PATH, AccessTokenAPIHandler
 
 CHECKIN_HOSTS = ("aai.egi.eu", "aai-demo.egi.eu", "aai-dev.egi.eu")
 CHECKIN_SCOPE = [
@@ -152,6 +155,24 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         config=True,
         help="""Where refreshed claims come from. ``auto``: the verified id_token of the
         refresh response when it carries the entitlements claim, else the userinfo endpoint.""",
+    )
+
+    background_refresh = Bool(
+        True,
+        config=True,
+        help="""Refresh the tokens of users with running servers ahead of expiry, without
+        any request from the user, so notebooks always find a valid access token.""",
+    )
+    background_refresh_concurrency = Integer(
+        10, config=True, help="Background refreshes running at once, at most (all users)."
+    )
+    background_refresh_max_interval = Float(
+        30, config=True, help="Longest pause in seconds between two background refresh passes."
+    )
+    background_refresh_max_backoff = Float(
+        300,
+        config=True,
+        help="Longest pause in seconds between refresh attempts of a user while the IdP fails.",
     )
 
     # ---- logout ------------------------------------------------------------------------
@@ -289,20 +310,36 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
 
     def get_handlers(self, app: Any) -> list:
         # JupyterHub calls this while its loop runs: warm the discovery cache in the
-        # background so the first login does not wait, and log a bad issuer at start-up.
-        import asyncio
-
-        async def warm() -> None:
-            try:
-                await self.ensure_endpoints()
-            except DiscoveryError:
-                pass  # already logged with the reason; the login page says so
-
+        # background (so the first login does not wait and a bad issuer is logged at
+        # start-up) and start the background refresh.
         try:
-            self._warm_task = asyncio.get_running_loop().create_task(warm())
+            loop = asyncio.get_running_loop()
         except RuntimeError:
-            pass
-        return super().get_handlers(app)
+            loop = None
+        if loop is not None:
+            self._warm_task = loop.create_task(self._warm_discovery())
+            if self.background_refresh:
+                self.background_refresher = BackgroundRefresher(
+                    self,
+                    app,
+                    concurrency=self.background_refresh_concurrency,
+                    max_sleep=self.background_refresh_max_interval,
+                    max_backoff=self.background_refresh_max_backoff,
+                    log=self.log,
+                )
+                self.background_refresher.start()
+        return [*super().get_handlers(app), (ACCESS_TOKEN_PATH, AccessTokenAPIHandler)]
+
+    async def _warm_discovery(self) -> None:
+        try:
+            await self.ensure_endpoints()
+        except DiscoveryError:
+            pass  # already logged with the reason; the login page says so
+
+    def pre_spawn_start(self, user: Any, spawner: Any) -> None:
+        refresher = getattr(self, "background_refresher", None)
+        if refresher is not None:
+            refresher.wake()
 
     # ---- token endpoint ---------------------------------------------------------------
     async def post_token_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -550,10 +587,7 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
     async def drop_authorization(self, user: Any, auth_state: dict[str, Any]) -> None:
         """The user lost the VO/entitlement: revoke the new tokens and forget them."""
         self.log.warning("%s is no longer authorized (VO or entitlement lost)", user.name)
-        await revoke_auth_state_tokens(self, auth_state)
-        stripped = strip_tokens(auth_state)
-        await user.save_auth_state(stripped)
-        await self.on_tokens_refreshed(user, stripped)
+        await self.forget_tokens(user, auth_state)
 
     async def on_tokens_refreshed(self, user: Any, auth_state: dict[str, Any]) -> None:
         """Tell the user's spawners (token Secrets) about new or removed tokens."""
@@ -572,8 +606,7 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         auth_state = await user.get_auth_state() or {}
         id_token = auth_state.get("id_token")
         if self.should_revoke_on_logout(user) and auth_state.get("access_token"):
-            await revoke_auth_state_tokens(self, auth_state)
-            await user.save_auth_state(strip_tokens(auth_state))
+            await self.forget_tokens(user, auth_state)
         if self.logout_redirect_url or not self.end_session_redirect:
             return None
         endpoint = await self.get_endpoint("end_session_endpoint")
@@ -582,6 +615,20 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         return end_session_url(
             endpoint, self.client_id, id_token, self.post_logout_uri_for(handler)
         )
+
+    async def forget_tokens(self, user: Any, auth_state: dict[str, Any]) -> None:
+        """Revoke at the provider, drop from auth_state, empty the token Secrets."""
+        await revoke_auth_state_tokens(self, auth_state)
+        stripped = strip_tokens(auth_state)
+        await user.save_auth_state(stripped)
+        await self.on_tokens_refreshed(user, stripped)
+
+    async def delete_user(self, user: Any) -> None:
+        """A deleted user's tokens are revoked at the provider."""
+        auth_state = await user.get_auth_state() or {}
+        if auth_state.get("access_token") or auth_state.get("refresh_token"):
+            await revoke_auth_state_tokens(self, auth_state)
+        super().delete_user(user)
 
     def should_revoke_on_logout(self, user: Any) -> bool:
         if self.revoke_on_logout == "always":

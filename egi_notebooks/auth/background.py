@@ -1,0 +1,136 @@
+"""Background refresh: keep every running server's access token fresh without user traffic.
+
+Runs on the hub's event loop (started by the authenticator once the hub is up). It only
+looks at users with at least one active server, refreshes each ahead of expiry through the
+authenticator's single-flight refresh, with bounded concurrency across users and per-user
+exponential backoff while the provider is unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from .refresh import needs_refresh, refresh_due_at
+
+if TYPE_CHECKING:
+    from .authenticator import EGICheckinAuthenticator
+
+
+class BackgroundRefresher:
+    def __init__(
+        self,
+        authenticator: EGICheckinAuthenticator,
+        app: Any,
+        concurrency: int,
+        max_sleep: float,
+        max_backoff: float,
+        log: logging.Logger,
+    ) -> None:
+        self.authenticator = authenticator
+        self.app = app
+        self.semaphore = asyncio.Semaphore(max(1, concurrency))
+        self.max_sleep = max_sleep
+        self.max_backoff = max_backoff
+        self.log = log
+        # user name -> epoch seconds of the next look (an upper bound: auth_state decides)
+        self.next_check: dict[str, float] = {}
+        self.backoff: dict[str, float] = {}
+        self.refreshes = 0
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def wake(self) -> None:
+        """Look again now (a server started, a user logged in)."""
+        self._wake.set()
+
+    def users_with_servers(self) -> list[Any]:
+        return [
+            user
+            for user in list(self.app.users.values())
+            if any(s.active for s in user.spawners.values())
+        ]
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                sleep = await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.exception("Background token refresh pass failed; retrying")
+                sleep = self.max_sleep
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=sleep)
+            except TimeoutError:
+                pass
+
+    async def tick(self, now: float | None = None) -> float:
+        """One pass; returns how long to sleep before the next one."""
+        now = time.time() if now is None else now
+        users = self.users_with_servers()
+        active = {u.name for u in users}
+        for name in list(self.next_check):
+            if name not in active:  # last server stopped: forget the user
+                self.next_check.pop(name, None)
+                self.backoff.pop(name, None)
+        due = [u for u in users if self.next_check.get(u.name, 0) <= now]
+        await asyncio.gather(*(self._check(user) for user in due))
+        upcoming = [t for name, t in self.next_check.items() if name in active]
+        if not upcoming:
+            return self.max_sleep
+        return min(self.max_sleep, max(0.5, min(upcoming) - time.time()))
+
+    async def _check(self, user: Any) -> None:
+        async with self.semaphore:
+            leeway = self.authenticator.refresh_leeway
+            auth_state = await user.get_auth_state() or {}
+            if not auth_state.get("refresh_token"):
+                # logged out, authorization lost, or no offline_access: nothing to keep fresh
+                self.next_check[user.name] = time.time() + self.max_sleep
+                return
+            if needs_refresh(auth_state, leeway):
+                result = await self.authenticator.refresh_tokens(user)
+                await self.apply(user, result)
+                auth_state = await user.get_auth_state() or {}
+                if auth_state.get("refresh_token") and needs_refresh(auth_state, leeway):
+                    self._back_off(user.name)
+                    return
+                self.refreshes += 1
+                self.backoff.pop(user.name, None)
+            due = refresh_due_at(auth_state, leeway)
+            self.next_check[user.name] = due if due is not None else time.time() + self.max_sleep
+
+    def _back_off(self, name: str) -> None:
+        delay = min(self.max_backoff, self.backoff.get(name, 2.5) * 2)
+        self.backoff[name] = delay
+        self.next_check[name] = time.time() + delay
+        self.log.info("Token refresh of %s failed; next try in %.0f s", name, delay)
+
+    async def apply(self, user: Any, result: Any) -> None:
+        """Admin and group changes a background refresh found, as a request would apply them."""
+        if not isinstance(result, dict):
+            return
+        admin = result.get("admin")
+        if admin is not None and admin != user.admin:
+            user.admin = admin
+            self.app.db.commit()
+        groups = result.get("groups")
+        if groups is not None and self.authenticator.manage_groups:
+            user.sync_groups(groups)

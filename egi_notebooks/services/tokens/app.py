@@ -1,0 +1,178 @@
+"""``egi-notebooks tokens``: serves ``GET {prefix}token`` -> ``{"access_token", "expires_at"}``.
+
+The caller authenticates with its own hub token (``Authorization: token ...``; tokens in
+URLs are refused). The service asks the hub who the caller is (cached briefly), applies
+:mod:`.policy`, and reads the owner's current access token from the hub endpoint that the
+authenticator adds (``custom:egi-notebooks:access-tokens``; the refresh token never leaves
+the hub). Nothing is cached but the callers' identities, so a refresh is visible at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from tornado import web
+from traitlets import Float, Integer
+
+from ..hub import HubAPIError, HubClient, HubServiceApp
+from .policy import Refused, owner_for
+
+
+class IdentityCache:
+    """sha256(token) -> (identity, time): a few hub lookups instead of one per request."""
+
+    def __init__(self, seconds: float, size: int) -> None:
+        self.seconds = seconds
+        self.size = size
+        self._items: OrderedDict[str, tuple[dict | None, float]] = OrderedDict()
+
+    @staticmethod
+    def key(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def get(self, token: str) -> tuple[bool, dict | None]:
+        item = self._items.get(self.key(token))
+        if item is None or time.monotonic() - item[1] > self.seconds:
+            return False, None
+        return True, item[0]
+
+    def put(self, token: str, identity: dict | None) -> None:
+        self._items[self.key(token)] = (identity, time.monotonic())
+        self._items.move_to_end(self.key(token))
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+def caller_token(request: Any) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() in ("token", "bearer") and value.strip():
+        return value.strip()
+    return None
+
+
+class TokenHandler(web.RequestHandler):
+    @property
+    def service(self) -> TokensApp:
+        return self.settings["tokens_app"]
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else ""
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message or self._reason}))
+
+    async def get(self) -> None:
+        if "token" in self.request.query_arguments:
+            raise web.HTTPError(400, "send the token in the Authorization header, never in a URL")
+        token = caller_token(self.request)
+        if token is None:
+            raise web.HTTPError(401, "Authorization: token <your server's API token> required")
+        identity = await self.service.identify(token)
+        if identity is None:
+            raise web.HTTPError(403, "invalid or expired token")
+        try:
+            owner = owner_for(identity, self.get_query_argument("user", None))
+        except Refused as e:
+            raise web.HTTPError(403, str(e)) from None
+        body = await self.service.access_token_of(owner)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(body))
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"service": "egi-notebooks tokens", "token_path": "token"}))
+
+
+class TokensApp(HubServiceApp):
+    name = "egi-notebooks-tokens"
+    description = "Hands notebooks their owner's current access token."
+
+    identity_cache_seconds = Float(
+        30, config=True, help="How long a caller's identity (not its access token) is cached."
+    )
+    identity_cache_size = Integer(10_000, config=True, help="Callers remembered at most.")
+
+    aliases = {"log-level": "Application.log_level"}
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        super().initialize(argv)
+        self.identities = IdentityCache(self.identity_cache_seconds, self.identity_cache_size)
+        self.hub: HubClient | None = None
+        self.http: httpx.AsyncClient | None = None
+
+    async def identify(self, token: str) -> dict | None:
+        cached, identity = self.identities.get(token)
+        if cached:
+            return identity
+        try:
+            response = await self.http.get(
+                f"{self.hub_api_url.rstrip('/')}/user", headers={"Authorization": f"token {token}"}
+            )
+        except httpx.HTTPError as e:
+            raise web.HTTPError(503, "the hub cannot be reached") from e
+        if response.status_code in (401, 403, 404):
+            identity = None
+        elif response.status_code == 200:
+            identity = response.json()
+        else:
+            raise web.HTTPError(503, f"the hub answered HTTP {response.status_code}")
+        self.identities.put(token, identity)
+        return identity
+
+    async def access_token_of(self, user: str) -> dict[str, Any]:
+        path = f"/egi-notebooks/users/{quote(user, safe='')}/access-token"
+        try:
+            response = await self.hub.request("GET", path)
+        except HubAPIError as e:
+            raise web.HTTPError(503, "the hub cannot be reached") from e
+        if response.status_code == 404:
+            raise web.HTTPError(404, "no valid access token: log in to the hub again")
+        if response.status_code != 200:
+            self.log.error("hub access-token endpoint answered HTTP %s", response.status_code)
+            raise web.HTTPError(503, "the hub could not give a token")
+        data = response.json()
+        return {"access_token": data["access_token"], "expires_at": data["expires_at"]}
+
+    def make_web_app(self) -> web.Application:
+        prefix = self.service_prefix
+        return web.Application(
+            [(prefix + "token", TokenHandler), (prefix + "?", HealthHandler)],
+            tokens_app=self,
+        )
+
+    async def serve(self) -> None:
+        self.hub = self.make_hub_client()
+        self.http = httpx.AsyncClient(timeout=self.request_timeout)
+        ip, port = self.listen_address()
+        server = self.make_web_app().listen(port, address=ip, xheaders=True)
+        self.log.info("tokens service listening on %s:%s%s", ip, port, self.service_prefix)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            server.stop()
+            await self.hub.aclose()
+            await self.http.aclose()
+
+    def start(self) -> None:
+        try:
+            asyncio.run(self.serve())
+        except KeyboardInterrupt:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    app = TokensApp()
+    app.initialize(argv)
+    app.start()
+    return 0
