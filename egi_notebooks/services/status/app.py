@@ -2,6 +2,34 @@
 
 Runs a probe (see :mod:`.probe`) every ``interval`` seconds and on demand, keeps the results
 (:mod:`.results`) and serves them under ``$JUPYTERHUB_SERVICE_PREFIX`` (:mod:`.web`).
+
+Hub configuration (no ``admin: true``; the role is the least the probe needs, every scope
+filtered to the probe user or its marker group)::
+
+    c.JupyterHub.services.append({
+        "name": "status",
+        "command": ["egi-notebooks", "status", "--StatusApp.proxy_url=http://proxy-public"],
+        "url": "http://hub:10101",           # z2jh: the service runs in the hub pod
+        "api_token": "<openssl rand -hex 32>", # optional: a stable token across restarts
+    })
+    c.JupyterHub.load_roles.append({
+        "name": "egi-notebooks-status",
+        "services": ["status"],
+        "scopes": [
+            "admin:users!user=egi-notebooks-probe",   # create the probe user if missing
+            "servers!user=egi-notebooks-probe",       # start, stop, read its server + progress
+            "access:servers!user=egi-notebooks-probe",  # talk to its server (kernels API)
+            "admin:groups!group=egi-notebooks-probe",  # create the marker group, add the user
+        ],
+    })
+
+Why these: creating a user needs ``admin:users`` (JupyterHub filters it by user *name*, so
+it works before the user exists); ``servers`` covers ``start:servers``, ``delete:servers`` and
+``read:servers`` (the progress stream); the marker group may not exist yet, and creating a
+group needs ``admin:groups`` (filtered by group name). In z2jh the same goes under
+``hub.services.status`` (command, url, apiToken) and ``hub.loadRoles.egi-notebooks-status``.
+Reading the page, ``status.json`` and ``metrics`` needs no login; ``POST run`` needs a token of a
+hub admin.
 """
 
 from __future__ import annotations

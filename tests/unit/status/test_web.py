@@ -9,7 +9,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from egi_notebooks.services.status.app import StatusApp
+from egi_notebooks.services.status.app import StatusApp, combine
 from egi_notebooks.services.status.results import CRITICAL, OK, RunResult
 from egi_notebooks.services.status.web import render_metrics, render_page
 
@@ -59,3 +59,23 @@ def test_page_escapes_messages_and_shows_staleness(app):
     page = render_page(app.store.current(app.interval), app)
     assert ">UNKNOWN</span>" in page and "3.0 h ago" in page
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_profiles_combine_into_the_worst_result():
+    ok = RunResult(100, 110, OK, "fine (profile small)", {"spawn": 5.0}, None, "small")
+    bad = RunResult(110, 130, CRITICAL, "kernel failed (profile gpu): x", {"kernel": 2.0},
+                    "kernel", "gpu")
+    result = combine([ok, bad])
+    assert (result.status, result.phase, result.profile) == (CRITICAL, "kernel", "gpu")
+    assert result.phases == {"small:spawn": 5.0, "gpu:kernel": 2.0}
+    assert (result.started, result.finished) == (100, 130)
+    assert "profile gpu" in result.message and "profile small" in result.message
+
+
+def test_unknown_phase_in_timeouts_is_refused_at_start_up(tmp_path, capsys):
+    app = StatusApp()
+    with pytest.raises(SystemExit):
+        app.initialize([f"--StatusApp.history_file={tmp_path / 'h.json'}",
+                        "--StatusApp.timeouts={'spwan': 5}"])
+    # the Application's own log handler writes to stderr: one line naming the trait
+    assert "StatusApp.timeouts: unknown phases ['spwan']" in capsys.readouterr().err

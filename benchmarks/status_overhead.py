@@ -1,0 +1,117 @@
+"""Figure (issue 5): probe overhead = total run time minus spawn time, median over N runs.
+
+A real hub (with configurable-http-proxy) runs the status service as a managed service; the
+probe user's server is a local jupyterhub-singleuser (jupyter-server + JupyterLab + ipykernel).
+Each run is started with an admin's POST (``run?wait=1``) and its phase timings are read from
+the result. Target: median overhead under 2 s on this machine.
+
+    .venv/bin/python benchmarks/status_overhead.py [--runs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.hub import LOCAL_SPAWNER_CONFIG, HubProcess, free_port  # noqa: E402
+
+TARGET = 2.0
+USER = "egi-notebooks-probe"
+
+
+LIGHT = ("--ServerApp.jpserver_extensions={'jupyterlab': False, 'jupyter_lsp': False, "
+         "'jupyter_server_terminals': False, 'notebook_shim': False}")
+
+
+def config(workdir: Path, hub: HubProcess, light: bool = False) -> str:
+    cmd = [
+        sys.executable, "-m", "egi_notebooks.cli", "status",
+        "--StatusApp.first_run_delay=-1",
+        f"--StatusApp.proxy_url={hub.url}",
+        f"--StatusApp.history_file={workdir / 'status.json'}",
+    ]
+    role = {
+        "name": "status-probe",
+        "services": ["status"],
+        "scopes": [f"admin:users!user={USER}", f"servers!user={USER}",
+                   f"access:servers!user={USER}", "admin:groups!group=egi-notebooks-probe"],
+    }
+    return LOCAL_SPAWNER_CONFIG + f"""
+import sys
+c.JupyterHub.authenticator_class = "dummy"
+c.JupyterHub.log_level = "INFO"
+c.JupyterHub.services.append({{"name": "status", "command": {cmd!r},
+                               "url": "http://127.0.0.1:{free_port()}"}})
+c.JupyterHub.load_roles.append({role!r})
+""" + (f"c.Spawner.args.append({LIGHT!r})\n" if light else "")
+
+
+def spread(values: list[float]) -> str:
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return f"min {min(values):.2f} s, IQR {q[0]:.2f}-{q[2]:.2f} s, max {max(values):.2f} s"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--light", action="store_true",
+                        help="single-user servers without the JupyterLab/LSP/terminal "
+                        "extensions (they dominate the server's stop time)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="status-bench-") as tmp:
+        workdir = Path(tmp)
+        hub = HubProcess(workdir)
+        hub.config = config(workdir, hub, args.light)
+        with hub:
+            url = f"{hub.url}/services/status/"
+            for _ in range(100):  # the service starts after the hub answers
+                try:
+                    if httpx.get(url + "status.json", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            totals, spawns, overheads = [], [], []
+            per_phase: dict[str, list[float]] = {}
+            for i in range(args.runs):
+                r = httpx.post(url + "run?wait=1", headers=hub.api_headers(), timeout=300)
+                result = r.json()["result"]
+                if result["status"] not in ("OK", "WARNING"):
+                    print(f"run {i}: {result['status']} {result['message']}", file=sys.stderr)
+                    return 1
+                phases = result["phases"]
+                total, spawn = result["duration"], phases["spawn"]
+                totals.append(total)
+                spawns.append(spawn)
+                overheads.append(total - spawn)
+                for name, took in phases.items():
+                    per_phase.setdefault(name, []).append(took)
+                print(f"run {i + 1}: total {total:.2f} s, spawn {spawn:.2f} s, "
+                      f"overhead {total - spawn:.2f} s  "
+                      + " ".join(f"{k}={v:.2f}" for k, v in phases.items()))
+    median = statistics.median(overheads)
+    print()
+    print("phase medians: " + ", ".join(
+        f"{k} {statistics.median(v):.2f} s" for k, v in per_phase.items()))
+    print(f"total run: median {statistics.median(totals):.2f} s ({spread(totals)})")
+    print(f"spawn:     median {statistics.median(spawns):.2f} s ({spread(spawns)})")
+    kind = "light servers (no lab extensions)" if args.light else "full JupyterLab servers"
+    print(f"single-user servers: {kind}")
+    print(f"FIGURE probe overhead (total - spawn), median of {len(overheads)} runs: "
+          f"{median:.2f} s ({spread(overheads)})")
+    print(f"ratio to the 2 s target: {median / TARGET:.2f} "
+          f"({'met' if median < TARGET else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
