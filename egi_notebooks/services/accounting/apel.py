@@ -82,9 +82,20 @@ COLUMNS = (
 )
 
 
+# values cleaned once per message by _settings (and the FQAN cache)
+_PRECLEANED = frozenset(
+    {"SiteName", "CloudComputeService", "CloudType", "BenchmarkType", "FQAN", "Benchmark"}
+)
+
+
 def clean(value: object) -> str:
     """One line, no control characters: a value can never inject a field or a separator."""
-    text = _UNSAFE.sub(" ", str(value)).strip()
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    if not text.isprintable():  # fast path: most values are plain
+        text = _UNSAFE.sub(" ", text)
+    text = text.strip()
     return "NULL" if text == SEPARATOR else text
 
 
@@ -140,21 +151,38 @@ class ApelRenderer(LoggingConfigurable):
             return self.vo_fqans[vo]
         return self.fqan_template.format(vo=vo) if self.fqan_template else None
 
-    def record(self, row) -> dict[str, object]:
+    def _settings(self) -> dict[str, object]:
+        """Trait values read once per message (traitlets attribute access is slow)."""
+        # site-wide values are cleaned once here, not once per record
+        return {
+            "site": clean(self.site_name),
+            "service": clean(self.cloud_compute_service) or None,
+            "cloud_type": clean(self.cloud_type),
+            "benchmark_type": clean(self.benchmark_type) or None,
+            "benchmark": self.benchmark if self.benchmark_type else None,
+            "fqans": {},
+        }
+
+    def record(self, row, settings: dict | None = None) -> dict[str, object]:
         """Field -> value of one record from a session row (None values are left out)."""
+        settings = settings or self._settings()
+        fqans = settings["fqans"]
+        if row.primary_vo not in fqans:
+            fqan = self.fqan(row.primary_vo)
+            fqans[row.primary_vo] = clean(fqan) if fqan else None
         end = row.end_time if row.end_time is not None else row.last_seen
         wall = max(0, end - row.start_time)
         cpu_count = max(1, math.ceil(row.cpu_request)) if row.cpu_request else 1
         machine = row.pod_name or (f"{row.user}/{row.server_name}" if row.server_name else row.user)
         fields: dict[str, object] = {
             "VMUUID": row.vmuuid,
-            "SiteName": self.site_name,
-            "CloudComputeService": self.cloud_compute_service or None,
+            "SiteName": settings["site"],
+            "CloudComputeService": settings["service"],
             "MachineName": machine,
             "LocalUserId": row.user,
             "LocalGroupId": row.primary_vo,
             "GlobalUserName": row.user,
-            "FQAN": self.fqan(row.primary_vo),
+            "FQAN": fqans[row.primary_vo],
             "Status": "started" if row.end_time is None else "completed",
             "StartTime": row.start_time,
             "EndTime": row.end_time,
@@ -167,21 +195,28 @@ class ApelRenderer(LoggingConfigurable):
             "PublicIPCount": 0,
             "Memory": None if row.memory_request is None else int(round(row.memory_request / MB)),
             "Disk": _gb(row.disk_request),
-            "BenchmarkType": self.benchmark_type or None,
-            "Benchmark": self.benchmark if self.benchmark_type else None,
+            "BenchmarkType": settings["benchmark_type"],
+            "Benchmark": settings["benchmark"],
             "ImageId": row.image,
-            "CloudType": self.cloud_type,
+            "CloudType": settings["cloud_type"],
         }
         return {k: v for k, v in fields.items() if v is not None and v != ""}
 
-    def render_record(self, row) -> str:
-        fields = self.record(row)
-        return "".join(f"{key}: {clean(fields[key])}\n" for key in FIELDS if key in fields)
+    def render_record(self, row, settings: dict | None = None) -> str:
+        fields = self.record(row, settings)
+        # record() builds its dict in FIELDS order: no sorting needed
+        return "".join(
+            [
+                f"{key}: {value if key in _PRECLEANED else clean(value)}\n"
+                for key, value in fields.items()
+            ]
+        )
 
     def render_message(self, rows) -> str:
+        settings = self._settings()
         parts = [HEADER, "\n"]
         for row in rows:
-            parts.append(self.render_record(row))
+            parts.append(self.render_record(row, settings))
             parts.append(SEPARATOR + "\n")
         return "".join(parts)
 
