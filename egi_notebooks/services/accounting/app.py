@@ -115,8 +115,10 @@ class AccountingApp(DatabaseMixin, HubServiceApp):
 
     def _extra_classes(self) -> list:
         from .ams import AMSSender
+        from .eosc import EOSCPusher
+        from .prometheus import PrometheusUsage
 
-        return [AMSSender]
+        return [AMSSender, PrometheusUsage, EOSCPusher]
 
     @catch_config_error
     def initialize(self, argv=None) -> None:
@@ -125,7 +127,11 @@ class AccountingApp(DatabaseMixin, HubServiceApp):
             return
         self.load_config()
         from .ams import AMSSender
+        from .eosc import EOSCPusher
+        from .prometheus import PrometheusUsage
 
+        self.prometheus = PrometheusUsage(parent=self, log=self.log)
+        self.eosc = EOSCPusher(parent=self, log=self.log)
         self.collector = Collector(parent=self, log=self.log)
         self.renderer = ApelRenderer(parent=self, log=self.log)
         self.ams = AMSSender(parent=self, log=self.log)
@@ -164,7 +170,17 @@ class AccountingApp(DatabaseMixin, HubServiceApp):
                 self.log.error("APEL output failed, retried next cycle: %s", e)
 
     async def after_poll(self) -> None:
-        """Hook for the optional steps (usage, EOSC); see prometheus.py and eosc.py."""
+        """The optional steps: usage from Prometheus, daily hours to EOSC."""
+        if self.prometheus.enabled:
+            try:
+                await self.prometheus.enrich(self.sessions)
+            except Exception as e:
+                self.log.error("usage from Prometheus failed, retried next cycle: %s", e)
+        if self.eosc.enabled:
+            try:
+                await self.eosc.push(self.sessions, self.store)
+            except Exception as e:
+                self.log.error("EOSC push failed, retried next cycle: %s", e)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

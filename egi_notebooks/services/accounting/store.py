@@ -145,6 +145,10 @@ class Store:
         else:
             row.value = value
 
+    def set_state(self, key: str, value: str) -> None:
+        with self.sessions.begin() as db:
+            self._set_state(db, key, value)
+
     def get_state(self, key: str) -> str | None:
         with self.sessions() as db:
             row = db.get(State, key)
