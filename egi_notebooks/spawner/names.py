@@ -38,7 +38,7 @@ def _prefix(name: str, length: int = PREFIX_LENGTH) -> str:
 
 def user_slug(username: str) -> str:
     """A DNS-label-safe slug unique to ``username`` (see the module docstring)."""
-    if _SIMPLE.match(username) and "--" not in username:
+    if _SIMPLE.fullmatch(username) and "--" not in username:
         return username
     return f"{_prefix(username)}---{_digest(username)}"
 

@@ -56,11 +56,11 @@ class EGISpawner(KubeSpawner):
     )
     legacy_claim_name_templates = List(
         Unicode(),
-        ["claim-{username}", "claim-{escaped_username}"],
         config=True,
-        help="""Claim names (kubespawner templates) tried, by name, before creating a new
-        home claim; the default covers zero-to-jupyterhub's claim-{username} in both
-        kubespawner slug schemes.""",
+        help="""Claim names (kubespawner templates, expanded in both kubespawner slug
+        schemes) tried, by name, before creating a new home claim. Default:
+        zero-to-jupyterhub's claim-{username}, or claim-{user_server} with
+        home_claim_per_server.""",
     )
     legacy_claim_scan = Bool(
         False,
@@ -144,6 +144,10 @@ class EGISpawner(KubeSpawner):
     def _default_pvc_name_template(self) -> str:
         return "claim-{user_server_slug}" if self.home_claim_per_server else "claim-{user_slug}"
 
+    @default("legacy_claim_name_templates")
+    def _default_legacy_claim_name_templates(self) -> list[str]:
+        return ["claim-{user_server}" if self.home_claim_per_server else "claim-{username}"]
+
     @validate("vo_volumes")
     def _validate_vo_volumes(self, proposal: Any) -> dict:
         storage.parse_vo_volumes(proposal.value)  # ValueError names the entry
@@ -164,6 +168,12 @@ class EGISpawner(KubeSpawner):
     @property
     def token_secret_name(self) -> str:
         return self._expand_user_properties(self.token_secret_name_template)
+
+    @property
+    def has_pod(self) -> bool:
+        """Whether the (shared, in-memory) pod reflector knows this server's pod."""
+        reflector = self.pod_reflector
+        return bool(reflector) and f"{self.namespace}/{self.pod_name}" in reflector.pods
 
     @property
     def _policy(self) -> RetryPolicy:
@@ -258,26 +268,21 @@ class EGISpawner(KubeSpawner):
     async def _ensure_home_claim(self) -> None:
         if self._pvc_exists:  # remembered in state: no API call at all
             return
-        legacy = []
-        if self.adopt_legacy_claims:
-            legacy = [self._expand_user_properties(t) for t in self.legacy_claim_name_templates]
-            legacy += [
-                self._expand_user_properties(t, slug_scheme="escape")
-                for t in self.legacy_claim_name_templates
-            ]
-        found = (
-            await storage.find_home_claim(
-                self.api,
-                self.namespace,
-                self.user.name,
-                self.pvc_name,
-                legacy,
-                self._policy,
-                self.log,
-                scan=self.adopt_legacy_claims and self.legacy_claim_scan,
-            )
-            if self.adopt_legacy_claims
-            else None
+        adopt = self.adopt_legacy_claims
+        templates = self.legacy_claim_name_templates if adopt else []
+        legacy = [self._expand_user_properties(t) for t in templates] + [
+            self._expand_user_properties(t, slug_scheme="escape") for t in templates
+        ]
+        found = await storage.find_home_claim(
+            self.api,
+            self.namespace,
+            self.user.name,
+            self.pvc_name,
+            legacy,
+            self._policy,
+            self.log,
+            scan=adopt and self.legacy_claim_scan,
+            by_label=adopt and not (self.home_claim_per_server and self.name),
         )
         if found:
             if found != self.pvc_name:

@@ -119,6 +119,7 @@ async def find_home_claim(
     policy: RetryPolicy,
     log: Any,
     scan: bool = False,
+    by_label: bool = True,
 ) -> str | None:
     """The name of the user's existing home claim, or None (see the module docstring)."""
 
@@ -135,6 +136,8 @@ async def find_home_claim(
     for candidate in dict.fromkeys([name, *legacy_names]):
         if await exists(candidate):
             return candidate
+    if not by_label:  # a per-server claim: the user's labelled claims are home claims
+        return None
     selector = f"{ann.USER_SLUG_LABEL}={user_slug(username)}"
     labelled = await call(
         lambda: api.list_namespaced_persistent_volume_claim(namespace, label_selector=selector),

@@ -82,7 +82,8 @@ async def delete_secret(api: Any, namespace: str, name: str, policy: RetryPolicy
 
 
 async def update_user_token_secrets(user: Any, auth_state: Mapping[str, Any]) -> int:
-    """Write refreshed tokens to the token Secret of each active EGISpawner of ``user``.
+    """Write refreshed tokens to the token Secret of each EGISpawner of ``user`` that is
+    active or has a pod.
 
     For the authenticator's ``refresh_user`` / a background refresher: ``user`` is a
     ``jupyterhub.user.User``, ``auth_state`` the new one. Servers sharing one Secret cause
@@ -93,7 +94,7 @@ async def update_user_token_secrets(user: Any, auth_state: Mapping[str, Any]) ->
 
     written, seen = 0, set()
     for spawner in list(user.spawners.values()):
-        if not isinstance(spawner, EGISpawner) or not (spawner.active or spawner.ready):
+        if not isinstance(spawner, EGISpawner) or not (spawner.active or spawner.has_pod):
             continue
         key = (spawner.namespace, spawner.token_secret_name)
         if key in seen:

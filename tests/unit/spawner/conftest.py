@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from tests.harness.k8s import reset_kubespawner, running_emulator, use_emulator
@@ -64,7 +66,8 @@ def make_spawner(cluster):
         config.setdefault("k8s_api_request_timeout", 1)
         if cls is EGISpawner:
             config.setdefault("k8s_api_backoff", 0.01)
-        spawner = cls(_mock=True, user=user, name=server, **config)
+        orm = SimpleNamespace(name=server, server=None, user_options={})
+        spawner = cls(_mock=True, user=user, orm_spawner=orm, **config)
         user.spawners[server] = spawner
         return spawner
 
