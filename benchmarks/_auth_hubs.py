@@ -84,6 +84,14 @@ class Setup:
         self.tokens: dict[str, list[str]] = {}
 
     def start(self) -> Setup:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         make_hub_config = {"egi": egi_config, "generic": generic_config}
         for kind in self.KINDS:
             hub, provider = self.hubs[kind], self.providers[kind]
@@ -97,7 +105,6 @@ class Setup:
             )
             hub.config = make_hub_config[kind](provider, hub, self.hub_extra)
             hub.start()
-        return self
 
     def login_all(self, kind: str) -> list[str]:
         """Log every user in through the provider form; one API token each."""

@@ -1,0 +1,167 @@
+"""``egi-notebooks demo``: a complete local EGI Notebooks on 127.0.0.1.
+
+A local OpenID Connect provider stands in for EGI Check-in (demo users below), JupyterHub
+runs ``EGICheckinAuthenticator`` against it, JupyterLab servers run as local processes (no
+Kubernetes here; production uses ``egi-kubespawner``), with the hub-managed services.
+Ctrl-C stops everything it started. All state lives in one directory (``--state-dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .processes import ChildProcess, free_port, port_is_free
+from .provider.demo_users import DEMO_ENTITLEMENTS, make_config
+
+CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
+DEMO_LOGINS = {
+    "alice": "member of vo.notebooks.egi.eu and vo.access.egi.eu",
+    "bob": "member of vo.access.egi.eu",
+    "admin": "manager of vo.notebooks.egi.eu: hub admin",
+    "mallory": "member of vo.other.eu only: refused (403)",
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="egi-notebooks demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=8000, help="public port of the hub")
+    parser.add_argument(
+        "--state-dir", default=".egi-notebooks-demo", help="where every file of the demo goes"
+    )
+    parser.add_argument("--fresh", action="store_true", help="start with an empty state dir")
+    parser.add_argument(
+        "--extra-config", help="a Python file appended to the demo's hub configuration"
+    )
+    parser.add_argument(
+        "--exit-when-ready", action="store_true", help="stop again once the hub answers (checks)"
+    )
+    return parser.parse_args(argv)
+
+
+def chp_path() -> str | None:
+    local = Path.cwd() / "node_modules" / ".bin" / "configurable-http-proxy"
+    return str(local) if local.exists() else shutil.which("configurable-http-proxy")
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.state = Path(args.state_dir).resolve()
+        self.url = f"http://127.0.0.1:{args.port}"
+        self.children: list[ChildProcess] = []
+
+    def start(self) -> None:
+        if self.args.fresh and self.state.exists():
+            shutil.rmtree(self.state)
+        self.state.mkdir(parents=True, exist_ok=True)
+        provider = self.start_provider()
+        self.start_hub(provider)
+
+    def start_provider(self) -> dict:
+        config = make_config(f"{self.url}/hub/oauth_callback", f"{self.url}/hub/login")
+        path = self.state / "provider.json"
+        path.write_text(json.dumps(config, indent=1))
+        path.chmod(0o600)
+        provider = ChildProcess(
+            "provider",
+            [sys.executable, "-m", "egi_notebooks.demo.provider", "--port", "0"]
+            + ["--config", str(path)],
+            self.state / "provider.log",
+        ).start(cwd=self.state)
+        self.children.append(provider)
+        marker = "provider ready at "
+        provider.wait_until(lambda: marker in provider.log(), 30, "ready line")
+        config["issuer"] = provider.log().split(marker, 1)[1].split()[0]
+        return config
+
+    def start_hub(self, provider: dict) -> None:
+        chp = chp_path()
+        if chp is None:
+            raise RuntimeError("configurable-http-proxy not found: `./run demo` installs it")
+        env = dict(os.environ)
+        env.update(
+            {
+                "EGI_DEMO_STATE": str(self.state),
+                "EGI_DEMO_PORT": str(self.args.port),
+                "EGI_DEMO_HUB_PORT": str(free_port()),
+                "EGI_DEMO_PROXY_API_PORT": str(free_port()),
+                "EGI_DEMO_TOKENS_PORT": str(free_port()),
+                "EGI_DEMO_ISSUER": provider["issuer"],
+                "EGI_DEMO_CLIENT_ID": provider["clients"][0]["client_id"],
+                "EGI_DEMO_CLIENT_SECRET": provider["clients"][0]["client_secret"],
+                "JUPYTERHUB_CRYPT_KEY": self.crypt_key(),
+                "PATH": os.pathsep.join([str(Path(chp).parent), str(Path(sys.executable).parent),
+                                         env.get("PATH", "")]),
+            }
+        )
+        if self.args.extra_config:
+            env["EGI_DEMO_EXTRA_CONFIG"] = str(Path(self.args.extra_config).resolve())
+        hub = ChildProcess(
+            "jupyterhub",
+            [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)],
+            self.state / "jupyterhub.log",
+            env=env,
+        ).start(cwd=self.state)
+        self.children.append(hub)
+        hub.wait_http(f"{self.url}/hub/api/", timeout=120)
+
+    def crypt_key(self) -> str:
+        path = self.state / "crypt_key"
+        if not path.exists():
+            path.write_text(os.urandom(32).hex())
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def stop(self) -> None:
+        for child in reversed(self.children):  # the hub first: it stops servers and services
+            child.stop()
+        self.children.clear()
+
+    def banner(self) -> str:
+        lines = [
+            "",
+            f"EGI Notebooks demo running at {self.url}/",
+            f"state and logs in {self.state}",
+            "sign in with (password = login name):",
+        ]
+        lines += [f"  {login:<8} {what}" for login, what in DEMO_LOGINS.items()]
+        lines += ["Ctrl-C stops everything.", ""]
+        return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    assert set(DEMO_LOGINS) == set(DEMO_ENTITLEMENTS)
+    if not port_is_free(args.port):
+        print(
+            f"egi-notebooks demo: port {args.port} on 127.0.0.1 is taken; "
+            f"choose another with --port",
+            file=sys.stderr,
+        )
+        return 1
+    demo = Demo(args)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        demo.start()
+        print(demo.banner(), flush=True)
+        while not args.exit_when_ready:
+            for child in demo.children:
+                if not child.running:
+                    print(f"{child.name} stopped:\n{child.log_tail()}", file=sys.stderr)
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping the demo...", file=sys.stderr)
+    except (RuntimeError, TimeoutError) as e:
+        print(f"egi-notebooks demo: {e}", file=sys.stderr)
+        return 1
+    finally:
+        demo.stop()
+    return 0

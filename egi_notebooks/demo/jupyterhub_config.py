@@ -1,0 +1,53 @@
+"""JupyterHub configuration of ``egi-notebooks demo`` (read by the hub the demo starts).
+
+Everything machine-specific comes from environment variables the demo sets. Production
+configuration lives in ``jupyterhub_config.py.example`` at the top of the repository.
+"""
+
+import os
+import sys
+
+from egi_notebooks.hubconfig import add_tokens_service
+
+c = get_config()  # noqa: F821 (provided by JupyterHub)
+env = os.environ
+state = env["EGI_DEMO_STATE"]
+hub_url = f"http://127.0.0.1:{env['EGI_DEMO_PORT']}"
+
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = int(env["EGI_DEMO_PORT"])
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = int(env["EGI_DEMO_HUB_PORT"])
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{env['EGI_DEMO_PROXY_API_PORT']}"
+c.JupyterHub.db_url = f"sqlite:///{state}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = f"{state}/jupyterhub_cookie_secret"
+c.JupyterHub.cleanup_servers = True
+
+# EGI Check-in, played by the local provider
+c.JupyterHub.authenticator_class = "egicheckin"
+c.EGICheckinAuthenticator.oidc_issuer = env["EGI_DEMO_ISSUER"]
+c.EGICheckinAuthenticator.client_id = env["EGI_DEMO_CLIENT_ID"]
+c.EGICheckinAuthenticator.client_secret = env["EGI_DEMO_CLIENT_SECRET"]
+c.EGICheckinAuthenticator.oauth_callback_url = f"{hub_url}/hub/oauth_callback"
+c.EGICheckinAuthenticator.allowed_vos = {"vo.notebooks.egi.eu", "vo.access.egi.eu"}
+c.EGICheckinAuthenticator.admin_entitlements = {"vo.notebooks.egi.eu:role=manager"}
+c.EGICheckinAuthenticator.vo_priority = ["vo.notebooks.egi.eu"]
+
+# No cluster on a laptop: JupyterLab servers run as local processes. Production uses
+# c.JupyterHub.spawner_class = "egi-kubespawner".
+c.JupyterHub.spawner_class = "simple"
+c.Spawner.default_url = "/lab"
+c.JupyterHub.allow_named_servers = True
+if os.getuid() == 0:
+    c.Spawner.args = ["--ServerApp.allow_root=True"]
+c.Spawner.environment = {
+    "EGI_NOTEBOOKS_TOKEN_URL": f"{hub_url}/services/tokens/token",
+}
+
+add_tokens_service(c, url=f"http://127.0.0.1:{env['EGI_DEMO_TOKENS_PORT']}")
+
+extra = env.get("EGI_DEMO_EXTRA_CONFIG")
+if extra:
+    exec(compile(open(extra).read(), extra, "exec"))  # noqa: S102 (operator's own file)
+
+del sys  # keep the config namespace small

@@ -1,0 +1,109 @@
+"""Child processes of the demo (and of the test harness): start, wait until ready, stop.
+
+Children get a session of their own (``start_new_session``): a hub started from a
+non-interactive shell with ``&`` inherits SIGINT as ignored and its services then ignore
+the hub's interrupt (traps.md); and Ctrl-C in the demo's terminal reaches only the demo,
+which then stops every child in order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ChildProcess:
+    """One long-running child with its output in ``log_path``."""
+
+    def __init__(self, name: str, command: list[str], log_path: Path, env: dict | None = None):
+        self.name = name
+        self.command = command
+        self.log_path = Path(log_path)
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self, cwd: Path | None = None) -> ChildProcess:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            self.command,
+            cwd=cwd,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``ready`` until true; raise with the log tail if the child dies or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                code = self.proc.returncode if self.proc else None
+                raise RuntimeError(f"{self.name} exited ({code}) before {what}:\n{self.log_tail()}")
+            if ready():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name}: no {what} after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def wait_http(self, url: str, timeout: float = 60, ok: tuple[int, ...] = (200,)) -> None:
+        def answers() -> bool:
+            try:
+                return httpx.get(url, timeout=2).status_code in ok
+            except httpx.HTTPError:
+                return False
+
+        self.wait_until(answers, timeout, f"answer at {url}")
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM, then SIGKILL for the child's whole session after ``timeout``."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait(5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
