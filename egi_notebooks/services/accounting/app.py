@@ -214,6 +214,9 @@ class AccountingApp(DatabaseMixin, HubServiceApp):
 
 
 def main(argv: list[str] | None = None) -> int | None:
+    # fresh singletons: main() may run more than once in a process (tests, embedding)
+    ReportApp.clear_instance()
+    AccountingApp.clear_instance()
     app = AccountingApp.instance()
     app.initialize(argv)
     app.start()
