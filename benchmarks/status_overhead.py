@@ -11,6 +11,7 @@ the result. Target: median overhead under 2 s on this machine.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -108,6 +109,8 @@ def main() -> int:
     print(f"single-user servers: {kind}")
     print(f"FIGURE probe overhead (total - spawn), median of {len(overheads)} runs: "
           f"{median:.2f} s ({spread(overheads)})")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average (1/5/15 min) at the end: {load} on {os.cpu_count()} cores")
     print(f"ratio to the 2 s target: {median / TARGET:.2f} "
           f"({'met' if median < TARGET else 'NOT met'})")
     return 0
