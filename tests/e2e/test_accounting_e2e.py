@@ -5,13 +5,17 @@ PostgreSQL server: durations, primary VO, flavor, probe left out, service killed
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -21,7 +25,7 @@ from egi_notebooks.services.accounting.models import Session
 from egi_notebooks.services.accounting.store import Store
 from egi_notebooks.services.hub import HubClient
 from egi_notebooks.services.status import PROBE_GROUP
-from tests.harness.hub import LOCAL_SPAWNER_CONFIG, HubProcess
+from tests.harness.hub import LOCAL_SPAWNER_CONFIG, HubProcess, free_port
 from tests.harness.postgres import postgres_or_skip
 
 pytestmark = pytest.mark.e2e
@@ -50,11 +54,32 @@ c.JupyterHub.load_roles.append(
 """
 )
 POLL = 1.0
+SERVICE_PORT = free_port()
+
+
+def managed_service_config(workdir) -> str:
+    """The same service run BY the hub (command + url), with its admin view."""
+    command = [
+        sys.executable, "-m", "egi_notebooks.cli", "accounting",
+        f"--db-url=sqlite:///{workdir / 'managed.sqlite'}", f"--poll-interval={POLL}",
+        "--Collector.hub_id=e2e-managed",
+    ]  # fmt: skip
+    return f"""
+c.Authenticator.admin_users = {{"admin"}}
+for service in c.JupyterHub.services:
+    if service["name"] == "accounting":
+        service.update({{
+            "url": "http://127.0.0.1:{SERVICE_PORT}",
+            "command": {command!r},
+            "oauth_no_confirm": True,
+        }})
+"""
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    hub = HubProcess(tmp_path_factory.mktemp("hub"), CONFIG).start()
+    workdir = tmp_path_factory.mktemp("hub")
+    hub = HubProcess(workdir, CONFIG + managed_service_config(workdir)).start()
     for name, state in {
         "alice": {"primary_vo": "vo.alpha.eu", "vos": ["vo.beta.eu", "vo.alpha.eu"]},
         "bob": {"vos": ["vo.beta.eu"]},
@@ -215,3 +240,38 @@ def test_service_killed_mid_session_and_restarted(hub, database_url, tmp_path):
     assert carol_end - POLL - 1.5 <= rows[0].end_time <= carol_end
     assert rows[0].primary_vo == "vo.gamma.eu"
     assert TOKEN not in log_path.read_text()
+
+
+def login(hub: HubProcess, name: str) -> httpx.Client:
+    client = httpx.Client(base_url=hub.url, follow_redirects=True, timeout=30)
+    page = client.get("/hub/login")
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    r = client.post("/hub/login", data={"username": name, "password": "x", "_xsrf": xsrf})
+    assert r.status_code == 200, r.text
+    return client
+
+
+def test_managed_service_admin_view(hub, tmp_path):
+    """The service run by the hub records a session; an admin sees it, a user may not."""
+    start_server(hub, "alice", "view", profile="small")
+    time.sleep(3 * POLL)
+    stop_server(hub, "alice", "view")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    admin = login(hub, "admin")
+    deadline = time.monotonic() + 30
+    while True:
+        r = admin.get(f"/services/accounting/?from={today}&to={today}&format=csv")
+        if r.status_code == 200 and "alice" in r.text or time.monotonic() > deadline:
+            break
+        time.sleep(1)  # the service may still be starting (imports take a while here)
+    assert r.status_code == 200, r.text[:500]
+    assert r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    alice = [row for row in rows if row["user"] == "alice"]
+    assert alice and alice[0]["vo"] == "vo.alpha.eu" and float(alice[0]["wall_hours"]) > 0
+    page = admin.get(f"/services/accounting/?from={today}&to={today}")
+    assert page.status_code == 200 and "vo.alpha.eu" in page.text
+    assert admin.get("/services/accounting/?from=nonsense").status_code == 400
+    user = login(hub, "bob")
+    assert user.get("/services/accounting/").status_code == 403
