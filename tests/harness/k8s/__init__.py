@@ -48,8 +48,12 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def running_emulator(
-    *, port: int | None = None, run_processes: bool = False, root: str | Path | None = None,
-    startup_delay: float = 0.0, validate: bool = True,
+    *,
+    port: int | None = None,
+    run_processes: bool = False,
+    root: str | Path | None = None,
+    startup_delay: float = 0.0,
+    validate: bool = True,
 ) -> AsyncIterator[Cluster]:
     async with K8sEmulator(validate=validate) as k8s, kmock.Server(k8s, port=port) as server:
         kubelet = Kubelet(k8s, run_processes=run_processes, root=root, startup_delay=startup_delay)

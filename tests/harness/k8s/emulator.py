@@ -298,9 +298,7 @@ class K8sEmulator(kmock.KubernetesEmulator):
         return fault
 
     def count(self, verb: str | None = None, plural: str | None = None) -> int:
-        return sum(
-            1 for c in self.calls if verb in (None, c.verb) and plural in (None, c.plural)
-        )
+        return sum(1 for c in self.calls if verb in (None, c.verb) and plural in (None, c.plural))
 
     # ----- serving ----------------------------------------------------------------------
 

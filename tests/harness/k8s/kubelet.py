@@ -201,7 +201,11 @@ class Kubelet:
         # can be stopped from a synchronous event listener; fork+exec does not block long.
         with open(log_path, "wb") as log:
             return subprocess.Popen(
-                argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                argv,
+                env=env,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
