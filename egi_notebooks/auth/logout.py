@@ -104,3 +104,49 @@ class EGILogoutHandler(OAuthLogoutHandler):
             self.redirect(self._end_session_target)
             return
         await super().render_logout_page()
+
+
+class LogoutMixin:
+    """Logout and user deletion for EGICheckinAuthenticator (needs its traits)."""
+
+    async def logout_tokens(self, user: Any, handler: Any) -> str | None:
+        """Revoke and forget the tokens as configured; the end_session URL to redirect to."""
+        auth_state = await user.get_auth_state() or {}
+        id_token = auth_state.get("id_token")
+        if self.should_revoke_on_logout(user) and auth_state.get("access_token"):
+            await self.forget_tokens(user, auth_state)
+        if self.logout_redirect_url or not self.end_session_redirect:
+            return None
+        endpoint = await self.get_endpoint("end_session_endpoint")
+        if not endpoint:
+            return None
+        return end_session_url(
+            endpoint, self.client_id, id_token, self.post_logout_uri_for(handler)
+        )
+
+    async def forget_tokens(self, user: Any, auth_state: dict[str, Any]) -> None:
+        """Revoke at the provider, drop from auth_state, empty the token Secrets."""
+        await revoke_auth_state_tokens(self, auth_state)
+        stripped = strip_tokens(auth_state)
+        await user.save_auth_state(stripped)
+        await self.on_tokens_refreshed(user, stripped)
+
+    async def delete_user(self, user: Any) -> None:
+        """A deleted user's tokens are revoked at the provider."""
+        auth_state = await user.get_auth_state() or {}
+        if auth_state.get("access_token") or auth_state.get("refresh_token"):
+            await revoke_auth_state_tokens(self, auth_state)
+        super().delete_user(user)
+
+    def should_revoke_on_logout(self, user: Any) -> bool:
+        if self.revoke_on_logout == "always":
+            return True
+        if self.revoke_on_logout == "never":
+            return False
+        return not any(s.active for s in user.spawners.values())
+
+    def post_logout_uri_for(self, handler: Any) -> str:
+        if self.post_logout_redirect_uri:
+            return self.post_logout_redirect_uri
+        request = handler.request
+        return f"{request.protocol}://{request.host}{handler.settings['login_url']}"

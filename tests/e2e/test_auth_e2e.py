@@ -26,14 +26,11 @@ def user_token(egi, name: str) -> str:
     return r.json()["token"]
 
 
-def wait_until(predicate, timeout: float = 30, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached")
+def sleep_into_refresh_window(egi, name: str, leeway: float = 3) -> None:
+    """Until the stored token is due for refresh (``refresh_leeway`` = 3 s) but still valid."""
+    expires_at = egi.auth_state(name)["expires_at"]
+    time.sleep(max(0.0, expires_at - leeway + 0.7 - time.time()))
+    assert time.time() < expires_at - 0.5, "machine too slow: token nearly expired"
 
 
 def test_vo_member_logs_in_with_tokens_vos_and_primary_vo(egi_hub_factory):
@@ -79,7 +76,7 @@ def test_admin_from_entitlement(egi_hub_factory):
 
 
 def test_lost_vo_is_refused_at_next_refresh_and_admin_follows_entitlements(egi_hub_factory):
-    egi = egi_hub_factory(FAST_REFRESH, access_token_lifetime=6)
+    egi = egi_hub_factory(FAST_REFRESH, access_token_lifetime=8)
     alice = login(egi.hub.url, "alice")
     admin = login(egi.hub.url, "admin")
     assert alice.ok and admin.ok
@@ -91,7 +88,7 @@ def test_lost_vo_is_refused_at_next_refresh_and_admin_follows_entitlements(egi_h
         "admin",
         {"eduperson_entitlement": ["urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=member"]},
     )
-    time.sleep(3.5)  # into the refresh window (lifetime 6 s, leeway 3 s)
+    sleep_into_refresh_window(egi, "alice@egi.eu")
     home = alice.client.get(f"{egi.hub.url}/hub/home")
     assert home.status_code == 302 and "/hub/login" in home.headers["location"]
     again = login(egi.hub.url, "alice", client=alice.client)
@@ -109,7 +106,7 @@ def test_single_refresh_grant_under_50_concurrent_requests_with_rotation(egi_hub
     token = user_token(egi, "alice@egi.eu")
     before = egi.auth_state("alice@egi.eu")
     egi.provider.reset_stats()
-    time.sleep(4.5)  # refresh due (leeway 3 s), token still valid
+    sleep_into_refresh_window(egi, "alice@egi.eu")
 
     async def burst():
         async with httpx.AsyncClient(timeout=30) as client:
@@ -149,13 +146,15 @@ def test_provider_down_keeps_valid_sessions_and_expiry_means_clean_relogin(egi_h
     egi = egi_hub_factory(FAST_REFRESH, access_token_lifetime=8)
     alice = login(egi.hub.url, "alice")
     assert alice.ok
+    expires_at = egi.auth_state("alice@egi.eu")["expires_at"]
     egi.provider.set_fault("down")
-    time.sleep(5)  # refresh due, token still valid: the failed refresh keeps the session
+    sleep_into_refresh_window(egi, "alice@egi.eu")
+    # refresh due, token still valid: the failed refresh keeps the session
     assert alice.client.get(f"{egi.hub.url}/hub/home").status_code == 200
     egi.provider.set_fault("html500")
-    time.sleep(1.5)
+    time.sleep(1.1)  # auth_refresh_age = 1: the hub refreshes again
     assert alice.client.get(f"{egi.hub.url}/hub/home").status_code == 200
-    time.sleep(2.5)  # now expired
+    time.sleep(max(0.0, expires_at + 0.5 - time.time()))  # now expired
     expired = alice.client.get(f"{egi.hub.url}/hub/home")
     assert expired.status_code == 302 and "/hub/login" in expired.headers["location"]
     egi.provider.set_fault("none")
