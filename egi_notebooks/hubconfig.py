@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from .auth.token_api import ACCESS_TOKENS_SCOPE, ACCESS_TOKENS_SCOPE_DESCRIPTION
+from .services.status import DEFAULT_PROBE_USER, PROBE_GROUP
 from .services.tokens import TOKEN_SCOPE, TOKEN_SCOPE_DESCRIPTION
 
 
@@ -65,3 +66,90 @@ def add_tokens_service(
             "load_roles",
             {"name": "user", "scopes": ["self", f"{TOKEN_SCOPE}!user"]},
         )
+
+
+def status_scopes(probe_user: str) -> list[str]:
+    """The status service's role: only the probe user's resources and its marker group
+    (egi_notebooks/services/status/app.py says why each scope is needed)."""
+    return [
+        f"admin:users!user={probe_user}",
+        f"servers!user={probe_user}",
+        f"access:servers!user={probe_user}",
+        f"admin:groups!group={PROBE_GROUP}",
+    ]
+
+
+#: The accounting service's role: read users, their groups and servers (sessions), the server
+#: state (pod name and profile) and auth_state (``primary_vo``); nothing that changes a user.
+ACCOUNTING_SCOPES = [
+    "list:users",
+    "read:users:name",
+    "read:users:groups",
+    "read:servers",
+    "admin:server_state",
+    "admin:auth_state",
+]
+
+
+def add_status_service(
+    c: Any,
+    url: str = "http://127.0.0.1:10101",
+    name: str = "status",
+    proxy_url: str = "http://proxy-public",
+    probe_user: str | None = None,
+    api_token: str | None = None,
+    args: list[str] | tuple[str, ...] = (),
+) -> None:
+    """The status (monitoring) service and its role: no ``admin: true``, every scope
+    filtered to the probe user or its marker group. ``proxy_url`` is how the service reaches
+    single-user servers (z2jh: ``http://proxy-public``); ``args`` are more command-line
+    options (``--StatusApp.interval=3600``...). ``api_token`` keeps the service's token
+    stable across hub restarts (Nagios does not need it: the page needs no login)."""
+    probe_user = probe_user or DEFAULT_PROBE_USER
+    command = service_command(
+        "status", f"--StatusApp.proxy_url={proxy_url}", f"--StatusApp.probe_user={probe_user}",
+        *args,
+    )  # fmt: skip
+    service: dict[str, Any] = {"name": name, "url": url, "command": command}
+    if api_token:
+        service["api_token"] = api_token
+    _append(c, "services", service)
+    _append(
+        c,
+        "load_roles",
+        {
+            "name": f"{name}-service",
+            "description": "egi-notebooks status probe: only the probe user's server",
+            "scopes": status_scopes(probe_user),
+            "services": [name],
+        },
+    )
+
+
+def add_accounting_service(
+    c: Any,
+    url: str = "http://127.0.0.1:10103",
+    name: str = "accounting",
+    db_url: str = "sqlite:///egi-notebooks-accounting.sqlite",
+    args: list[str] | tuple[str, ...] = (),
+    oauth_no_confirm: bool = True,
+) -> None:
+    """The accounting service (sessions -> APEL/EOSC, admin view over hub OAuth) and its
+    read-only role. ``args`` carry the rest of its configuration
+    (``--ApelRenderer.site_name=...``, ``--spool-dir=...``, ``--config=/etc/...py``); the
+    database URL is given here so that it is never forgotten (PostgreSQL in production)."""
+    command = service_command("accounting", f"--db-url={db_url}", *args)
+    service: dict[str, Any] = {"name": name, "url": url, "command": command}
+    if oauth_no_confirm:
+        service["oauth_no_confirm"] = True  # the admin view: no consent page for admins
+    _append(c, "services", service)
+    _append(
+        c,
+        "load_roles",
+        {
+            "name": f"{name}-service",
+            "description": "egi-notebooks accounting: reads users, servers and primary VO",
+            "scopes": list(ACCOUNTING_SCOPES),
+            "services": [name],
+        },
+    )
