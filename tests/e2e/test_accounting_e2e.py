@@ -101,11 +101,11 @@ def pg_server():
     server.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'accounting.sqlite'}"
-    return request.getfixturevalue("pg_server").create_database()
+@pytest.fixture
+def database_urls(tmp_path, pg_server) -> list[str]:
+    """SQLite and a real PostgreSQL, both fed by the SAME hub sessions in one test: real
+    single-user servers are the slow part, so each is started once for both databases."""
+    return [f"sqlite:///{tmp_path / 'accounting.sqlite'}", pg_server.create_database()]
 
 
 def start_server(hub: HubProcess, user: str, name: str = "", **options) -> float:
@@ -130,9 +130,9 @@ def sessions_of(sessions) -> dict[tuple[str, str], list[Session]]:
     return found
 
 
-async def test_sessions_from_a_real_hub(hub, database_url):
-    engine, sessions = db.open_database(database_url)
-    store = Store(sessions)
+async def test_sessions_from_a_real_hub(hub, database_urls):
+    databases = [db.open_database(url) for url in database_urls]
+    stores = [Store(sessions) for _, sessions in databases]
     collector = Collector(
         hub_id="e2e", flavors={"small": {"cpu": 0.5, "memory": "1Gi"}, "large": {"cpu": 4}}
     )
@@ -140,25 +140,35 @@ async def test_sessions_from_a_real_hub(hub, database_url):
 
     async def poll_loop(client: HubClient) -> None:
         while not stop.is_set():
-            await collector.poll(client, store)
+            for store in stores:
+                await collector.poll(client, store)
             await asyncio.sleep(POLL)
 
     async with HubClient(hub.hub_api_url, TOKEN, timeout=10) as client:
         task = asyncio.create_task(poll_loop(client))
-        alice = await asyncio.to_thread(start_server, hub, "alice", profile="small")
-        bob = await asyncio.to_thread(start_server, hub, "bob", "gpu", profile="large")
-        probe = await asyncio.to_thread(start_server, hub, "probe")
+        # started in parallel: each local server takes seconds to come up
+        alice, bob, probe = await asyncio.gather(
+            asyncio.to_thread(start_server, hub, "alice", profile="small"),
+            asyncio.to_thread(start_server, hub, "bob", "gpu", profile="large"),
+            asyncio.to_thread(start_server, hub, "probe"),
+        )
         assert probe["ready"]
         await asyncio.sleep(2 * POLL)
         alice_end = await asyncio.to_thread(stop_server, hub, "alice")
         await asyncio.sleep(POLL)
-        bob_end = await asyncio.to_thread(stop_server, hub, "bob", "gpu")
-        await asyncio.to_thread(stop_server, hub, "probe")
+        bob_end, _ = await asyncio.gather(
+            asyncio.to_thread(stop_server, hub, "bob", "gpu"),
+            asyncio.to_thread(stop_server, hub, "probe"),
+        )
         await asyncio.sleep(2 * POLL)
         stop.set()
         await task
-    found = sessions_of(sessions)
-    engine.dispose()
+    for engine, sessions in databases:
+        check_real_hub_sessions(sessions_of(sessions), alice, bob, alice_end, bob_end)
+        engine.dispose()
+
+
+def check_real_hub_sessions(found, alice, bob, alice_end, bob_end) -> None:
     assert set(found) == {("alice", ""), ("bob", "gpu")}  # the probe user is left out
     (a,) = found[("alice", "")]
     (b,) = found[("bob", "gpu")]
@@ -214,40 +224,58 @@ def wait_for(predicate, timeout: float = 20) -> None:
     raise TimeoutError(predicate)
 
 
-def test_service_killed_mid_session_and_restarted(hub, database_url, tmp_path):
-    engine, sessions = db.open_database(database_url)
-    log_path = tmp_path / "accounting.log"
-    service = run_service(hub, database_url, log_path)
+def test_service_killed_mid_session_and_restarted(hub, database_urls, tmp_path):
+    """One service process per database, both SIGKILLed mid-session and restarted."""
+    databases = [db.open_database(url) for url in database_urls]
+    logs = [tmp_path / f"accounting-{i}.log" for i in range(len(database_urls))]
+    services = [run_service(hub, url, log) for url, log in zip(database_urls, logs, strict=True)]
+
+    def all_see(predicate) -> bool:
+        return all(predicate(sessions) for _, sessions in databases)
+
     try:
         carol = start_server(hub, "carol", profile="small")
-        wait_for(lambda: ("carol", "") in sessions_of(sessions))
-        service.send_signal(signal.SIGKILL)  # a real crash: no clean-up of any kind
-        service.wait(10)
+        wait_for(lambda: all_see(lambda s: ("carol", "") in sessions_of(s)), timeout=60)
+        for service in services:
+            service.send_signal(signal.SIGKILL)  # a real crash: no clean-up of any kind
+            service.wait(10)
         time.sleep(2 * POLL)
         restarted = time.time()
-        service = run_service(hub, database_url, log_path)
-        store = Store(sessions)
-        wait_for(lambda: (store.last_complete_poll() or 0) >= restarted, timeout=60)
+        services = [
+            run_service(hub, url, log) for url, log in zip(database_urls, logs, strict=True)
+        ]
+        wait_for(
+            lambda: all_see(lambda s: (Store(s).last_complete_poll() or 0) >= restarted),
+            timeout=60,
+        )
         carol_end = stop_server(hub, "carol")
-        wait_for(lambda: sessions_of(sessions)[("carol", "")][-1].end_time is not None)
+        wait_for(lambda: all_see(lambda s: sessions_of(s)[("carol", "")][-1].end_time is not None))
     finally:
-        service.send_signal(signal.SIGTERM)
-        assert service.wait(15) == 0, log_path.read_text()
-    rows = sessions_of(sessions)[("carol", "")]
-    engine.dispose()
-    assert len(rows) == 1, "one session must give exactly one record"
-    assert rows[0].start_time == _epoch(carol["started"])
-    assert carol_end - POLL - 1.5 <= rows[0].end_time <= carol_end
-    assert rows[0].primary_vo == "vo.gamma.eu"
-    assert TOKEN not in log_path.read_text()
+        for service, log in zip(services, logs, strict=True):
+            service.send_signal(signal.SIGTERM)
+            assert service.wait(15) == 0, log.read_text()
+    for engine, sessions in databases:
+        rows = sessions_of(sessions)[("carol", "")]
+        engine.dispose()
+        assert len(rows) == 1, "one session must give exactly one record"
+        assert rows[0].start_time == _epoch(carol["started"])
+        assert carol_end - POLL - 1.5 <= rows[0].end_time <= carol_end
+        assert rows[0].primary_vo == "vo.gamma.eu"
+    for log in logs:
+        assert TOKEN not in log.read_text()
 
 
 def login(hub: HubProcess, name: str) -> httpx.Client:
     client = httpx.Client(base_url=hub.url, follow_redirects=True, timeout=30)
     page = client.get("/hub/login")
     xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-    r = client.post("/hub/login", data={"username": name, "password": "x", "_xsrf": xsrf})
-    assert r.status_code == 200, r.text
+    # not followed: the default redirect after login would spawn the user's server
+    r = client.post(
+        "/hub/login",
+        data={"username": name, "password": "x", "_xsrf": xsrf},
+        follow_redirects=False,
+    )
+    assert r.status_code == 302, r.text
     return client
 
 
