@@ -378,13 +378,30 @@ class EGISpawner(KubeSpawner):
 
     # ----- deletion -----------------------------------------------------------------------
 
-    async def delete_forever(self) -> None:
-        """Delete the token Secret with the user; claims only when opted in and not shared.
+    def _token_secret_in_use_elsewhere(self) -> bool:
+        """Whether another server of this user, running or starting, mounts our Secret."""
+        for other in list(getattr(self.user, "spawners", {}).values()):
+            if other is self or (getattr(other, "name", "") or "") == (self.name or ""):
+                continue
+            if not isinstance(other, EGISpawner):
+                continue
+            live = other.active or other.has_pod
+            if live and other.token_secret_name == self.token_secret_name:
+                return True
+        return False
 
-        Replaces kubespawner's version, which deletes claims by default. Called for the
-        default server when the user is deleted and for a named server when it is deleted.
+    async def delete_forever(self) -> None:
+        """Delete the token Secret unless a live server still uses it; claims only when
+        opted in and not shared.
+
+        Replaces kubespawner's version, which deletes claims by default. JupyterHub calls it
+        for every server of a deleted user and for a named server deleted on its own; the two
+        look the same from here. A user who only ever had named servers has no default
+        server to do it, so any server removes the (per-user) Secret when no other server
+        of the user is running or starting: no token lingers after the user is gone, and a
+        user who keeps only stopped servers gets the Secret rewritten at the next spawn.
         """
-        if not self.name:
+        if not self._token_secret_in_use_elsewhere():
             await self.delete_token_secret()
         own_claim = not self.name or self.home_claim_per_server
         if not (self.delete_pvc and own_claim):

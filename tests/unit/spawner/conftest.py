@@ -59,8 +59,11 @@ async def cluster(tmp_path):
 def make_spawner(cluster):
     from egi_notebooks.spawner import EGISpawner
 
+    users: dict[str, FakeUser] = {}  # one user object per name, holding all its spawners
+
     def make(name="alice", auth_state=ALICE_STATE, server="", cls=EGISpawner, **config):
-        user = FakeUser(name, auth_state)
+        user = users.setdefault(name, FakeUser(name, auth_state))
+        user.auth_state = auth_state
         config.setdefault("namespace", "hub")
         config.setdefault("start_timeout", 10)
         config.setdefault("k8s_api_request_timeout", 1)
