@@ -21,9 +21,7 @@ def secret(cluster, name="egi-token-probe"):
 
 
 @pytest.mark.parametrize("hook", [None, "operator"])
-async def test_user_without_auth_state_spawns_with_empty_token_secret(
-    cluster, make_spawner, hook
-):
+async def test_user_without_auth_state_spawns_with_empty_token_secret(cluster, make_spawner, hook):
     # The status service's probe user never logs in: auth_state is None.
     seen = []
     config = {"auth_state_hook": lambda s, state: seen.append(state)} if hook else {}
@@ -52,9 +50,7 @@ async def test_other_authenticators_state_gives_the_token_and_no_vo(cluster, mak
     assert "RT-generic-SECRET" not in str(cluster.k8s.store)
 
 
-async def test_deleting_user_with_only_named_servers_deletes_token_secret(
-    cluster, make_spawner
-):
+async def test_deleting_user_with_only_named_servers_deletes_token_secret(cluster, make_spawner):
     a, b = make_spawner(server="a"), make_spawner(server="b")
     await spawn(a)
     await spawn(b)
