@@ -1,0 +1,126 @@
+"""Figure: one reconciliation poll against a real hub with 2,000 users (time, API requests).
+
+A real JupyterHub (with configurable-http-proxy) gets N users, ACTIVE of them with a running
+server (an instant spawner: what is measured is the hub API and the collector, not Jupyter),
+each with auth state holding a primary VO. Printed: the first poll (every session new, VOs read
+from auth state), and the steady-state poll (median and spread of 5), with the number of hub
+API requests each needs; the ratio of requests to users shows the pagination at work.
+Usage: python benchmarks/accounting_poll.py [USERS] [ACTIVE]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from egi_notebooks.services.accounting import db  # noqa: E402
+from egi_notebooks.services.accounting.collector import Collector  # noqa: E402
+from egi_notebooks.services.accounting.store import Store  # noqa: E402
+from egi_notebooks.services.hub import HubClient  # noqa: E402
+from tests.harness.hub import HubProcess  # noqa: E402
+
+INSTANT_SPAWNER = """
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from jupyterhub.spawner import Spawner
+
+class _Ok(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+
+_server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+threading.Thread(target=_server.serve_forever, daemon=True).start()
+
+class InstantSpawner(Spawner):
+    async def start(self):
+        return ("127.0.0.1", _server.server_address[1])
+    async def poll(self):
+        return None if self.server else 0
+    async def stop(self, now=False):
+        pass
+    def get_state(self):
+        state = super().get_state()
+        state.update(namespace="bench", pod_name=f"jupyter-{self.user.name}")
+        return state
+
+c.JupyterHub.spawner_class = InstantSpawner
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.enable_auth_state = True
+c.JupyterHub.concurrent_spawn_limit = 0
+c.JupyterHub.log_level = "WARN"
+c.JupyterHub.cleanup_servers = False
+"""
+
+
+def populate(hub: HubProcess, users: int, active: int) -> None:
+    names = [f"user{i:05d}" for i in range(users)]
+    for start in range(0, users, 500):
+        r = hub.api("POST", "/users", json={"usernames": names[start : start + 500]})
+        assert r.status_code == 201, r.text
+
+    def activate(name: str) -> None:
+        vo = f"vo{hash(name) % 7}.example.org"
+        r = hub.api("PATCH", f"/users/{name}", json={"auth_state": {"primary_vo": vo}})
+        assert r.status_code == 200, r.text
+        r = hub.api("POST", f"/users/{name}/server", json={"profile": "small"})
+        assert r.status_code in (201, 202), r.text
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(activate, names[:active]))
+
+
+async def poll_once(hub: HubProcess, store: Store, collector: Collector) -> tuple[float, int]:
+    async with HubClient(hub.hub_api_url, hub.admin_token, timeout=60) as client:
+        start = time.perf_counter()
+        await collector.poll(client, store)
+        return time.perf_counter() - start, client.requests_made
+
+
+async def measure(hub: HubProcess, workdir: Path, active: int) -> None:
+    engine, sessions = db.open_database(f"sqlite:///{workdir / 'bench.sqlite'}")
+    store, collector = Store(sessions), Collector(hub_id="bench")
+    first_time, first_requests = await poll_once(hub, store, collector)
+    steady = [await poll_once(hub, store, collector) for _ in range(5)]
+    with sessions() as s:
+        from sqlalchemy import func, select
+
+        from egi_notebooks.services.accounting.models import Session
+
+        recorded = s.scalar(select(func.count()).select_from(Session))
+    engine.dispose()
+    assert recorded == active, (recorded, active)
+    times = [t for t, _ in steady]
+    print(f"first poll ({active} new sessions): {first_time:.2f} s, {first_requests} requests")
+    print(
+        f"steady poll: median {statistics.median(times):.2f} s "
+        f"(spread {max(times) - min(times):.2f} s, 5 runs), {steady[0][1]} hub API requests"
+    )
+    return first_requests, steady[0][1]
+
+
+def main() -> None:
+    users = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    active = int(sys.argv[2]) if len(sys.argv) > 2 else users
+    with tempfile.TemporaryDirectory() as tmp:
+        hub = HubProcess(Path(tmp) / "hub", INSTANT_SPAWNER).start()
+        try:
+            t = time.perf_counter()
+            populate(hub, users, active)
+            print(f"hub with {users} users, {active} running servers (set up in "
+                  f"{time.perf_counter() - t:.0f} s)")  # fmt: skip
+            first, steady = asyncio.run(measure(hub, Path(tmp), active))
+            print(f"requests per user: first poll {first / users:.3f}, steady {steady / users:.4f}")
+        finally:
+            hub.stop()
+
+
+if __name__ == "__main__":
+    main()
