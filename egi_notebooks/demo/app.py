@@ -93,6 +93,7 @@ class Demo:
                 "EGI_DEMO_HUB_PORT": str(free_port()),
                 "EGI_DEMO_PROXY_API_PORT": str(free_port()),
                 "EGI_DEMO_TOKENS_PORT": str(free_port()),
+                "EGI_DEMO_STATUS_PORT": str(free_port()),
                 "EGI_DEMO_ISSUER": provider["issuer"],
                 "EGI_DEMO_CLIENT_ID": provider["clients"][0]["client_id"],
                 "EGI_DEMO_CLIENT_SECRET": provider["clients"][0]["client_secret"],

@@ -46,8 +46,34 @@ c.Spawner.environment = {
 
 add_tokens_service(c, url=f"http://127.0.0.1:{env['EGI_DEMO_TOKENS_PORT']}")
 
+# The status probe: a run shortly after start, then hourly; least-privilege role.
+PROBE = "egi-notebooks-probe"
+c.JupyterHub.services.append(
+    {
+        "name": "status",
+        "url": f"http://127.0.0.1:{env['EGI_DEMO_STATUS_PORT']}",
+        "command": [
+            sys.executable, "-m", "egi_notebooks.cli", "status",
+            f"--StatusApp.proxy_url={hub_url}",
+            f"--StatusApp.history_file={state}/status-history.json",
+            "--StatusApp.first_run_delay=5",
+        ],
+    }
+)
+c.JupyterHub.load_roles.append(
+    {
+        "name": "egi-notebooks-status",
+        "services": ["status"],
+        "scopes": [
+            f"admin:users!user={PROBE}",
+            f"servers!user={PROBE}",
+            f"access:servers!user={PROBE}",
+            f"admin:groups!group={PROBE}",
+        ],
+    }
+)
+
 extra = env.get("EGI_DEMO_EXTRA_CONFIG")
 if extra:
     exec(compile(open(extra).read(), extra, "exec"))  # noqa: S102 (operator's own file)
 
-del sys  # keep the config namespace small
