@@ -24,6 +24,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "hub-managed accounting (APEL, EOSC)",
     ),
     "tokens": ("egi_notebooks.services.tokens.app", "main", "fresh access tokens for notebooks"),
+    "migrate-claims": (
+        "egi_notebooks.spawner.migrate",
+        "main",
+        "label the older egi-notebooks-hub claims for EGISpawner",
+    ),
     "provider": (
         "egi_notebooks.demo.provider",
         "main",

@@ -68,7 +68,7 @@ class EGISpawner(KubeSpawner):
         help="""Also list every component=singleuser-storage claim to find one annotated
         with the username (the older egi-notebooks-hub spawner's random names). Costs a
         namespace-wide list per first spawn: prefer labelling them once with
-        egi_notebooks.spawner.storage.label_legacy_claims.""",
+        `egi-notebooks migrate-claims` (storage.label_legacy_claims).""",
     )
     vo_volumes = Dict(
         config=True,

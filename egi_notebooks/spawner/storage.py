@@ -20,14 +20,15 @@ Adopted names go into the spawner state, so later spawns make no storage calls a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from egi_notebooks.entitlements import EntitlementPattern, parse_pattern
 
 from . import annotations as ann
-from .k8s_calls import RetryPolicy, call, not_found_is_none
+from .k8s_calls import KubernetesTrouble, RetryPolicy, call, not_found_is_none
 from .names import user_slug
 from .profiles import Membership
 
@@ -173,29 +174,71 @@ async def create_claim(api: Any, namespace: str, manifest: Any, policy: RetryPol
     )
 
 
-async def label_legacy_claims(api: Any, namespace: str, page_size: int = 500) -> int:
+@dataclass
+class LabelReport:
+    """What :func:`label_legacy_claims` did (or, dry, would do)."""
+
+    labelled: list[tuple[str, str]] = field(default_factory=list)  # (claim, username)
+    already: int = 0  # claims that carry the label already
+    skipped: int = 0  # claims with no username annotation: nobody to give them to
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (claim, error)
+
+
+async def label_legacy_claims(
+    api: Any,
+    namespace: str,
+    page_size: int = 500,
+    *,
+    dry_run: bool = False,
+    policy: RetryPolicy | None = None,
+    log: Any = None,
+) -> LabelReport:
     """One-time migration: label claims carrying only the username annotation.
 
     Adds ``egi.eu/user=<user slug>`` to every ``component=singleuser-storage`` claim with a
     ``hub.jupyter.org/username`` annotation and no such label, so that
-    :func:`find_home_claim` finds it with a label selector. Returns how many were labelled.
+    :func:`find_home_claim` finds it with a label selector. Pages through the claims; a
+    claim that cannot be patched is reported and does not stop the others. With
+    ``dry_run`` nothing is changed. Running it again labels nothing new.
     """
-    labelled, token = 0, None
+    policy = policy or RetryPolicy()
+    log = log or logging.getLogger(__name__)
+    report, token = LabelReport(), None
     while True:
-        page = await api.list_namespaced_persistent_volume_claim(
-            namespace, label_selector=LEGACY_SELECTOR, limit=page_size, _continue=token
+        page = await call(
+            lambda t=token: api.list_namespaced_persistent_volume_claim(
+                namespace, label_selector=LEGACY_SELECTOR, limit=page_size, _continue=t
+            ),
+            f"list storage claims in {namespace}",
+            policy,
+            log,
         )
         for claim in page.items:
-            username = _username_of(claim)
-            if username and ann.USER_SLUG_LABEL not in (claim.metadata.labels or {}):
+            name, username = claim.metadata.name, _username_of(claim)
+            if not username:
+                report.skipped += 1
+            elif ann.USER_SLUG_LABEL in (claim.metadata.labels or {}):
+                report.already += 1
+            elif dry_run:
+                report.labelled.append((name, username))
+            else:
                 body = {"metadata": {"labels": {ann.USER_SLUG_LABEL: user_slug(username)}}}
-                await api.patch_namespaced_persistent_volume_claim(
-                    claim.metadata.name, namespace, body
-                )
-                labelled += 1
+                try:
+                    await call(
+                        lambda n=name, b=body: api.patch_namespaced_persistent_volume_claim(
+                            n, namespace, b
+                        ),
+                        f"label storage claim {name}",
+                        policy,
+                        log,
+                    )
+                except KubernetesTrouble as exc:
+                    report.failed.append((name, str(exc)))
+                else:
+                    report.labelled.append((name, username))
         token = page.metadata._continue if page.metadata else None
         if not token:
-            return labelled
+            return report
 
 
 async def delete_claim(api: Any, namespace: str, name: str, policy: RetryPolicy, log: Any) -> None:

@@ -319,12 +319,26 @@ class K8sEmulator(kmock.KubernetesEmulator):
         match = self._matcher(call)
         items = [o for o in self.objects(call.plural) if match(o)]
         kind = KINDS.get(call.plural, call.plural.capitalize())
-        return {
-            "apiVersion": "v1",
-            "kind": f"{kind}List",
-            "metadata": {"resourceVersion": str(self._last_rv)},
-            "items": items,
-        }
+        meta = {"resourceVersion": str(self._last_rv)}
+        limit = int(call.params.get("limit") or 0)
+        if limit > 0:  # pages in name order; "continue" is the last name of the previous page
+            items.sort(key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
+            after = call.params.get("continue") or ""
+            items = (
+                [
+                    o
+                    for o in items
+                    if (o["metadata"].get("namespace") or "", o["metadata"]["name"])
+                    > tuple(after.split("/", 1))
+                ]
+                if after
+                else items
+            )
+            if len(items) > limit:
+                last = items[limit - 1]["metadata"]
+                meta["continue"] = f"{last.get('namespace') or ''}/{last['name']}"
+                items = items[:limit]
+        return {"apiVersion": "v1", "kind": f"{kind}List", "metadata": meta, "items": items}
 
     async def _serve_replace(self, request: rendering.Request) -> dict[str, Any]:
         plural = request.resource.plural
