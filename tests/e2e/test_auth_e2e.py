@@ -61,12 +61,19 @@ def test_vo_member_logs_in_with_tokens_vos_and_primary_vo(egi_hub_factory):
         assert state[key] not in log
 
 
-def test_non_member_gets_403_and_no_user(egi_hub_factory):
+def test_non_member_gets_403_and_provider_garbage_gives_no_500(egi_hub_factory):
     egi = egi_hub_factory()
     result = login(egi.hub.url, "mallory")
     assert result.response.status_code == 403
     assert "403" in result.response.text
     assert egi.hub.api("GET", "/users/mallory@egi.eu").status_code == 404
+    for mode in ("garbage", "html500"):
+        egi.provider.set_fault(mode, endpoints=["token"])
+        failed = login(egi.hub.url, "alice")
+        assert failed.response.status_code == 503, failed.response.text[:300]
+        assert "EGI Check-in did not answer" in failed.response.text
+    egi.provider.set_fault("none")
+    assert login(egi.hub.url, "alice").ok
 
 
 def test_admin_from_entitlement(egi_hub_factory):
