@@ -5,9 +5,8 @@ configuration lives in ``jupyterhub_config.py.example`` at the top of the reposi
 """
 
 import os
-import sys
 
-from egi_notebooks.hubconfig import add_tokens_service
+from egi_notebooks.hubconfig import add_status_service, add_tokens_service
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 env = os.environ
@@ -47,30 +46,11 @@ c.Spawner.environment = {
 add_tokens_service(c, url=f"http://127.0.0.1:{env['EGI_DEMO_TOKENS_PORT']}")
 
 # The status probe: a run shortly after start, then hourly; least-privilege role.
-PROBE = "egi-notebooks-probe"
-c.JupyterHub.services.append(
-    {
-        "name": "status",
-        "url": f"http://127.0.0.1:{env['EGI_DEMO_STATUS_PORT']}",
-        "command": [
-            sys.executable, "-m", "egi_notebooks.cli", "status",
-            f"--StatusApp.proxy_url={hub_url}",
-            f"--StatusApp.history_file={state}/status-history.json",
-            "--StatusApp.first_run_delay=5",
-        ],
-    }
-)
-c.JupyterHub.load_roles.append(
-    {
-        "name": "egi-notebooks-status",
-        "services": ["status"],
-        "scopes": [
-            f"admin:users!user={PROBE}",
-            f"servers!user={PROBE}",
-            f"access:servers!user={PROBE}",
-            f"admin:groups!group={PROBE}",
-        ],
-    }
+add_status_service(
+    c,
+    url=f"http://127.0.0.1:{env['EGI_DEMO_STATUS_PORT']}",
+    proxy_url=hub_url,
+    args=[f"--StatusApp.history_file={state}/status-history.json", "--StatusApp.first_run_delay=5"],
 )
 
 extra = env.get("EGI_DEMO_EXTRA_CONFIG")
