@@ -8,6 +8,8 @@ small modules: :mod:`.names`, :mod:`.storage`, :mod:`.token_secret`, :mod:`.prof
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from kubernetes_asyncio.client import V1EnvVar, V1Volume, V1VolumeMount
@@ -194,6 +196,7 @@ class EGISpawner(KubeSpawner):
     _tokens: dict[str, str] | None = None
     _flavor: str | None = None
     _created_secret: bool = False
+    _secret_write: asyncio.Future | None = None
 
     async def run_auth_state_hook(self, auth_state: dict | None) -> None:
         """Remember VO membership and the pod-visible tokens, then run the operator's hook."""
@@ -252,8 +255,9 @@ class EGISpawner(KubeSpawner):
     async def load_user_options(self) -> None:
         """Apply the (allowed) profile, then settle the home claim and the token Secret.
 
-        kubespawner's ``_start`` calls this first, before it creates the claim and pod, so
-        everything here happens before the pod exists.
+        kubespawner's ``_start`` calls this first, before it creates the claim and pod; the
+        token Secret write started here is awaited by :meth:`get_pod_manifest`, so both
+        exist before the pod does.
         """
         if not self._membership.known:
             auth_state = await self.user.get_auth_state()
@@ -261,9 +265,13 @@ class EGISpawner(KubeSpawner):
             self._tokens = token_secret.token_data(auth_state)
         await self._check_profile()
         await super().load_user_options()
+        # The Secret write runs alongside the claim lookup/creation and kubespawner's
+        # reflector start-up; get_pod_manifest waits for it, so the Secret still exists
+        # before the pod is created. The claim must be settled here: kubespawner creates
+        # its own claim right after this returns unless _pvc_exists is set.
+        self._secret_write = asyncio.ensure_future(self._write_token_secret(self._tokens or {}))
         if self.storage_pvc_ensure:
             await self._ensure_home_claim()
-        await self._write_token_secret(self._tokens or {})
 
     async def _ensure_home_claim(self) -> None:
         if self._pvc_exists:  # remembered in state: no API call at all
@@ -307,6 +315,12 @@ class EGISpawner(KubeSpawner):
         self._created_secret = self._created_secret or created
         return created
 
+    async def _token_secret_written(self) -> None:
+        """Wait for the Secret write started by load_user_options (raises its error)."""
+        pending, self._secret_write = self._secret_write, None
+        if pending is not None:
+            await pending
+
     async def update_token_secret(self, auth_state: dict) -> None:
         """Write the tokens of a (refreshed) auth_state to this server's token Secret."""
         self._tokens = token_secret.token_data(auth_state)
@@ -321,6 +335,7 @@ class EGISpawner(KubeSpawner):
 
     async def get_pod_manifest(self) -> Any:
         """kubespawner's pod plus home, VO and token volumes and the accounting annotations."""
+        await self._token_secret_written()
         pod = await super().get_pod_manifest()
         spec, container = pod.spec, pod.spec.containers[0]
         spec.volumes = list(spec.volumes or [])
@@ -369,6 +384,9 @@ class EGISpawner(KubeSpawner):
         try:
             return await super()._start()
         except BaseException:
+            if self._secret_write is not None:  # a claim step failed during the write
+                with contextlib.suppress(BaseException):
+                    await self._token_secret_written()
             if self._created_secret:
                 try:
                     await self.delete_token_secret()
