@@ -82,3 +82,19 @@ def ann_primary_vo(pod):
     from egi_notebooks.spawner import annotations as ann
 
     return pod["metadata"].get("annotations", {}).get(ann.PRIMARY_VO)
+
+
+async def test_slow_secret_write_still_lands_before_the_pod(cluster, make_spawner):
+    # The Secret write runs alongside the claim steps; the pod must still wait for it.
+    cluster.k8s.inject_fault(verb="replace", plural="secrets", status=None, delay=0.4)
+    cluster.k8s.inject_fault(verb="create", plural="secrets", status=None, delay=0.4)
+    secret_at_pod_creation = []
+
+    def on_event(kind, plural, obj):
+        if plural == "pods" and kind == "ADDED":
+            secret_at_pod_creation.append(secret(cluster, "egi-token-alice") is not None)
+
+    cluster.k8s.listeners.append(on_event)
+    await spawn(make_spawner())
+    assert secret_at_pod_creation == [True]
+    assert ("persistentvolumeclaims", "hub", "claim-alice") in cluster.k8s.store
