@@ -12,7 +12,8 @@ EGISpawner are adopted, cheapest first:
    annotation is the user (one list call with a label selector). The older
    egi-notebooks-hub spawner gave claims random names and only that annotation, which no
    selector can match: :func:`label_legacy_claims` labels them once (one paginated list of
-   ``component=singleuser-storage`` claims), after which step 3 finds them;
+   ``component=singleuser-storage`` claims; operators run ``egi-notebooks migrate-claims
+   [--dry-run]``), after which step 3 finds them;
 4. only with ``legacy_claim_scan = True``: that list at every first spawn instead.
 
 Adopted names go into the spawner state, so later spawns make no storage calls at all.
