@@ -77,7 +77,9 @@ def test_pattern_matching(pattern, entitlement, expected):
     assert parse_pattern(pattern).matches(parse_entitlement(entitlement)) is expected
 
 
-@pytest.mark.parametrize("bad", ["", "  ", "urn:mace:egi.eu:nogroup", "vo#authority", "a::b", "a:x=y"])
+@pytest.mark.parametrize(
+    "bad", ["", "  ", "urn:mace:egi.eu:nogroup", "vo#authority", "a::b", "a:x=y"]
+)
 def test_malformed_patterns_raise_clear_errors(bad):
     with pytest.raises(ValueError, match="pattern"):
         parse_pattern(bad)
