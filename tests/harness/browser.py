@@ -141,12 +141,26 @@ def _as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _as_in_the_background() -> None:
+    """SIGINT ignored, as a non-interactive shell leaves it for a command started with `&`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 # -- the demo --------------------------------------------------------------------------------
 class DemoProcess:
     """``egi-notebooks demo --port P --state-dir D --fresh`` run as a user would run it."""
 
-    def __init__(self, port: int, state_dir: Path, extra_args: list[str] | None = None):
+    def __init__(
+        self,
+        port: int,
+        state_dir: Path,
+        extra_args: list[str] | None = None,
+        cwd: Path = ROOT,
+        background: bool = False,
+    ):
         self.port = port
+        self.cwd = Path(cwd)
+        self.background = background
         self.state_dir = Path(state_dir)
         self.url = f"http://127.0.0.1:{port}"
         self.command = [sys.executable, "-m", "egi_notebooks.cli", "demo", "--port", str(port)]
@@ -164,13 +178,14 @@ class DemoProcess:
         """Start it and wait for its banner (printed once the hub answers)."""
         self.proc = subprocess.Popen(
             self.command,
-            cwd=ROOT,  # where ./run demo runs it: node_modules/.bin holds the proxy
+            cwd=self.cwd,  # ./run demo runs it in ROOT: node_modules/.bin holds the proxy
+            env={**os.environ, "PATH": f"{ROOT / 'node_modules' / '.bin'}:{os.environ['PATH']}"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
             start_new_session=True,
-            preexec_fn=_as_in_a_terminal,
+            preexec_fn=_as_in_the_background if self.background else _as_in_a_terminal,
         )
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
@@ -219,7 +234,7 @@ class DemoProcess:
             return False
 
 
-def stop_and_check(demo: DemoProcess) -> list[str]:
+def stop_and_check(demo: DemoProcess, timeout: float = 60, settle: float = 10) -> list[str]:
     """Stop the demo with SIGINT; the problems found with what it leaves behind (empty: none).
 
     Checked: it exits with 0; no process it started survives (by parent links taken just before
@@ -229,10 +244,14 @@ def stop_and_check(demo: DemoProcess) -> list[str]:
     started = demo.descendants()
     ports = listening_ports(started) | {demo.port}
     problems = []
-    code = demo.interrupt()
+    try:
+        code = demo.interrupt(timeout)
+    except subprocess.TimeoutExpired:
+        problems.append(f"demo still running {timeout:g} s after SIGINT")
+        code = 0
     if code != 0:
         problems.append(f"demo exited with {code}:\n{demo.text[-2000:]}")
-    deadline = time.monotonic() + 10  # a killed process may take a moment to be reaped
+    deadline = time.monotonic() + settle  # a killed process may take a moment to be reaped
     while True:
         left = still_alive(started)
         mentions = mentioning([str(demo.state_dir), demo.url])
@@ -243,6 +262,13 @@ def stop_and_check(demo: DemoProcess) -> list[str]:
     problems += [f"process {pid} survived: {describe(pid)}" for pid in left]
     problems += [f"process {pid} still mentions the demo: {cmd}" for pid, cmd in mentions.items()]
     problems += [f"port {port} still listening" for port in sorted(busy)]
+    if problems:  # report, but leave no stray process to the next test
+        demo.kill()
+        for pid in set(left) | set(mentions):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     return problems
 
 
