@@ -79,15 +79,15 @@ def status_scopes(probe_user: str) -> list[str]:
     ]
 
 
-#: The accounting service's role: read users, their groups and servers (sessions), the server
-#: state (pod name and profile) and auth_state (``primary_vo``); nothing that changes a user.
+#: The accounting service's role: read users, their groups (= VOs) and servers (sessions) and
+#: the server state (pod name, primary-VO and flavor annotations); nothing that changes a user,
+#: and no auth_state (it holds the users' refresh tokens).
 ACCOUNTING_SCOPES = [
     "list:users",
     "read:users:name",
     "read:users:groups",
     "read:servers",
     "admin:server_state",
-    "admin:auth_state",
 ]
 
 

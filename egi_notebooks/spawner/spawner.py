@@ -193,6 +193,7 @@ class EGISpawner(KubeSpawner):
     # ----- auth state, profiles ---------------------------------------------------------
 
     _membership: Membership = Membership()
+    _loaded_annotations: dict[str, str] = {}
     _tokens: dict[str, str] | None = None
     _flavor: str | None = None
     _created_secret: bool = False
@@ -368,13 +369,39 @@ class EGISpawner(KubeSpawner):
         )
         token_file = self.token_mount_path.rstrip("/") + "/access_token"
         container.env.append(V1EnvVar(name=self.token_file_env, value=token_file))
-        annotations = dict(pod.metadata.annotations or {})
+        pod.metadata.annotations = {
+            **(pod.metadata.annotations or {}),
+            **self.accounting_annotations(),
+        }
+        return pod
+
+    def accounting_annotations(self) -> dict[str, str]:
+        """The pod annotations accounting reads (primary VO, flavor, hub username)."""
+        annotations = {ann.USERNAME: self.user.name}
         if self._membership.primary_vo:
             annotations[ann.PRIMARY_VO] = self._membership.primary_vo
         if self._flavor:
             annotations[ann.FLAVOR] = self._flavor
-        pod.metadata.annotations = annotations
-        return pod
+        return annotations
+
+    def get_state(self) -> dict[str, Any]:
+        # The hub's server model carries the spawner state but not the pod: accounting
+        # (with admin:server_state, not admin:auth_state) reads the annotations from here.
+        state = super().get_state()
+        if self._membership.known or self._flavor:
+            state["annotations"] = self.accounting_annotations()
+        elif self._loaded_annotations:  # after a hub restart, before any auth_state
+            state["annotations"] = dict(self._loaded_annotations)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        annotations = state.get("annotations")
+        self._loaded_annotations = dict(annotations) if isinstance(annotations, dict) else {}
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self._loaded_annotations = {}
 
     async def _start(self) -> Any:
         # Private upstream method (kubespawner 7.1): the one coroutine spanning the whole

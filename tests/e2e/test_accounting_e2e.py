@@ -38,7 +38,6 @@ ACCOUNTING_SCOPES = [
     "read:users:groups",
     "read:servers",
     "admin:server_state",
-    "admin:auth_state",
 ]
 CONFIG = (
     LOCAL_SPAWNER_CONFIG
@@ -62,7 +61,7 @@ def managed_service_config(workdir) -> str:
     command = [
         sys.executable, "-m", "egi_notebooks.cli", "accounting",
         f"--db-url=sqlite:///{workdir / 'managed.sqlite'}", f"--poll-interval={POLL}",
-        "--Collector.hub_id=e2e-managed",
+        "--Collector.hub_id=e2e-managed", "--Collector.vo_priority=vo.alpha.eu",
     ]  # fmt: skip
     return f"""
 c.Authenticator.admin_users = {{"admin"}}
@@ -80,16 +79,18 @@ for service in c.JupyterHub.services:
 def hub(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hub")
     hub = HubProcess(workdir, CONFIG + managed_service_config(workdir)).start()
-    for name, state in {
-        "alice": {"primary_vo": "vo.alpha.eu", "vos": ["vo.beta.eu", "vo.alpha.eu"]},
-        "bob": {"vos": ["vo.beta.eu"]},
-        "carol": {"primary_vo": "vo.gamma.eu"},
-        "probe": {"primary_vo": "vo.alpha.eu"},
+    # hub groups = VOs, as EGICheckinAuthenticator keeps them (alice's primary VO by priority)
+    for name, groups in {
+        "alice": ["vo.beta.eu", "vo.alpha.eu"],
+        "bob": ["vo.beta.eu"],
+        "carol": ["vo.gamma.eu"],
+        "probe": ["vo.alpha.eu", PROBE_GROUP],
     }.items():
         assert hub.api("POST", f"/users/{name}").status_code in (201, 409)
-        assert hub.api("PATCH", f"/users/{name}", json={"auth_state": state}).status_code == 200
-    hub.api("POST", f"/groups/{PROBE_GROUP}")
-    hub.api("POST", f"/groups/{PROBE_GROUP}/users", json={"users": ["probe"]})
+        for group in groups:
+            hub.api("POST", f"/groups/{group}")
+            r = hub.api("POST", f"/groups/{group}/users", json={"users": [name]})
+            assert r.status_code == 200, r.text
     yield hub
     hub.stop()
 
@@ -134,7 +135,9 @@ async def test_sessions_from_a_real_hub(hub, database_urls):
     databases = [db.open_database(url) for url in database_urls]
     stores = [Store(sessions) for _, sessions in databases]
     collector = Collector(
-        hub_id="e2e", flavors={"small": {"cpu": 0.5, "memory": "1Gi"}, "large": {"cpu": 4}}
+        hub_id="e2e",
+        flavors={"small": {"cpu": 0.5, "memory": "1Gi"}, "large": {"cpu": 4}},
+        vo_priority=["vo.alpha.eu"],
     )
     stop = asyncio.Event()
 
@@ -207,6 +210,7 @@ def run_service(hub: HubProcess, database_url: str, log_path) -> subprocess.Pope
             f"--poll-interval={POLL}",
             "--AccountingApp.serve_web=False",
             "--Collector.hub_id=e2e",
+            "--Collector.vo_priority=vo.alpha.eu",
             "--log-level=DEBUG",
         ],  # fmt: skip
         env=env,

@@ -9,7 +9,7 @@ from datetime import datetime
 from traitlets import Dict, Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..hub import HubClient, bounded_map
+from ..hub import HubClient
 from .sources import (
     FLAVOR_ANNOTATION,
     PRIMARY_VO_ANNOTATION,
@@ -75,8 +75,11 @@ class Collector(LoggingConfigurable):
         help="Seconds a server's start may lie in the future (hub and service clocks differ) "
         "before the server is skipped as bad data.",
     )
-    user_fetch_concurrency = Integer(
-        10, config=True, help="Parallel GET /users/{name} calls for auth state, at most."
+    vo_priority = List(
+        Unicode(),
+        config=True,
+        help="VOs in order of preference when a session's primary VO comes from the user's "
+        "hub groups (set it like EGICheckinAuthenticator.vo_priority).",
     )
 
     def is_excluded(self, user: dict) -> bool:
@@ -84,20 +87,24 @@ class Collector(LoggingConfigurable):
             return True
         return bool(set(user.get("groups") or []) & set(self.excluded_groups))
 
-    def primary_vo_of(self, server: dict, auth_state: dict | None) -> str | None:
-        """Pod annotation (via server state), user options, then the user's auth state."""
+    def primary_vo_of(self, user: dict, server: dict) -> str | None:
+        """The spawner's pod annotation (in the server state), user options, then the user's
+        hub groups (EGICheckinAuthenticator mirrors VOs as groups) by ``vo_priority``.
+
+        Never auth_state: reading it would need admin:auth_state, which hands the users'
+        refresh tokens to this service.
+        """
         state = server.get("state") if isinstance(server.get("state"), dict) else {}
         options = server.get("user_options") if isinstance(server.get("user_options"), dict) else {}
-        auth_state = auth_state if isinstance(auth_state, dict) else {}
-        vos = auth_state.get("vos")
-        first_vo = vos[0] if isinstance(vos, list) and vos else None
+        groups = [g for g in user.get("groups") or [] if isinstance(g, str)]
+        groups = [g for g in groups if g not in self.excluded_groups]
+        by_priority = next((vo for vo in self.vo_priority if vo in groups), None)
         return first_str(
             annotations_of(server).get(PRIMARY_VO_ANNOTATION),
             state.get("primary_vo"),
             options.get("primary_vo"),
-            options.get("vo"),
-            auth_state.get("primary_vo"),
-            first_vo,
+            by_priority,
+            groups[0] if len(groups) == 1 else None,
             self.default_vo,
         )
 
@@ -108,9 +115,7 @@ class Collector(LoggingConfigurable):
             or self.default_flavor
         )
 
-    def observation(
-        self, user: dict, server: dict, auth_state: dict | None, now: int
-    ) -> Observation | None:
+    def observation(self, user: dict, server: dict, now: int) -> Observation | None:
         """One server model -> one observation; None (logged) for unusable data."""
         name = user.get("name")
         server_name = server.get("name") or ""
@@ -143,7 +148,7 @@ class Collector(LoggingConfigurable):
             user=name,
             server_name=server_name,
             start_time=start,
-            primary_vo=self.primary_vo_of(server, auth_state),
+            primary_vo=self.primary_vo_of(user, server),
             flavor=flavor,
             image=first_str(options.get("image"), state.get("image"), spec.get("image")),
             cpu_request=parse_quantity(spec.get("cpu", self.default_cpu)),
@@ -167,29 +172,15 @@ class Collector(LoggingConfigurable):
             for server in servers.values():
                 if isinstance(server, dict) and not server.get("stopped"):
                     pending.append((user, server))
-        # the list endpoint never fills auth_state: fetch users only for sessions whose VO
-        # is neither in the server model nor already in the database
-        observations: list[tuple[dict, Observation]] = []
-        need_auth: dict[str, list[tuple[dict, Observation]]] = {}
+        observations = []
         for user, server in pending:
-            obs = self.observation(user, server, None, now)
+            obs = self.observation(user, server, now)
             if obs is None:
                 continue
             if obs.primary_vo is None and obs.vmuuid in known_vos:
                 obs.primary_vo = known_vos[obs.vmuuid]
-            if obs.primary_vo is None:
-                need_auth.setdefault(obs.user, []).append((server, obs))
-            observations.append((server, obs))
-
-        async def fetch(name: str) -> None:
-            model = await hub.json("GET", f"/users/{name}")
-            auth_state = (model or {}).get("auth_state")
-            for server, obs in need_auth[name]:
-                obs.primary_vo = self.primary_vo_of(server, auth_state)
-
-        # a failure is logged by bounded_map; the VO is filled in by a later poll
-        await bounded_map(fetch, sorted(need_auth), self.user_fetch_concurrency, logger=self.log)
-        return [obs for _, obs in observations]
+            observations.append(obs)
+        return observations
 
     async def poll(self, hub: HubClient, store: Store, now: int | None = None) -> PollOutcome:
         now = int(time.time()) if now is None else now

@@ -62,19 +62,18 @@ def test_bad_server_models_are_logged_and_skipped(caplog):
     now = DAY
     user = {"name": "alice", "groups": []}
     with caplog.at_level(logging.WARNING):
-        assert collector.observation(user, {"name": "", "started": None}, None, now) is None
-        assert collector.observation(user, {"name": "", "started": "garbage"}, None, now) is None
+        assert collector.observation(user, {"name": "", "started": None}, now) is None
+        assert collector.observation(user, {"name": "", "started": "garbage"}, now) is None
         future = datetime.fromtimestamp(now + 3600, UTC).isoformat()
-        assert collector.observation(user, {"name": "", "started": future}, None, now) is None
+        assert collector.observation(user, {"name": "", "started": future}, now) is None
     assert "without a valid start time" in caplog.text and "clock skew" in caplog.text
     # a little skew is tolerated and clamped: the session cannot start after "now"
     near = datetime.fromtimestamp(now + 30, UTC).isoformat()
-    assert collector.observation(user, {"name": "", "started": near}, None, now).start_time == now
+    assert collector.observation(user, {"name": "", "started": near}, now).start_time == now
     # garbage types inside the model do not break anything
     obs = collector.observation(
         user,
         {"name": "x", "started": "2026-03-01T00:00:00Z", "user_options": "??", "state": [1]},
-        {"vos": "not-a-list"},
         now,
     )
     assert obs.primary_vo is None and obs.flavor == "default"
@@ -85,3 +84,17 @@ def test_probe_group_and_excluded_users():
     assert collector.is_excluded({"name": "p", "groups": ["egi-notebooks-probe"]})
     assert collector.is_excluded({"name": "svc", "groups": []})
     assert not collector.is_excluded({"name": "alice", "groups": ["vo.a"]})
+
+
+def test_primary_vo_from_spawner_annotation_then_groups_never_auth_state():
+    collector = Collector(hub_id="t", vo_priority=["vo.b"], default_vo="vo.default")
+    started = {"name": "", "started": "2026-03-01T00:00:00Z"}
+    annotated = {**started, "state": {"annotations": {"egi.eu/primary-vo": "vo.pod"}}}
+    two = {"name": "u", "groups": ["vo.a", "vo.b", "egi-notebooks-probe"]}
+    assert collector.observation(two, annotated, DAY * 400).primary_vo == "vo.pod"
+    assert collector.observation(two, started, DAY * 400).primary_vo == "vo.b"
+    one = {"name": "u", "groups": ["vo.only"]}
+    assert collector.observation(one, started, DAY * 400).primary_vo == "vo.only"
+    # several groups, none preferred: no guess, the configured default
+    many = {"name": "u", "groups": ["vo.x", "vo.y"]}
+    assert collector.observation(many, started, DAY * 400).primary_vo == "vo.default"

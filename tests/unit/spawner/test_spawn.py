@@ -55,6 +55,13 @@ async def test_spawn_creates_claim_and_secret_before_pod(cluster, make_spawner):
     meta = pod["metadata"]
     assert meta["annotations"][ann.PRIMARY_VO] == "vo.example.org"
     assert meta["annotations"][ann.USERNAME] == "alice"
+    # ... also in the server state the hub API shows accounting (no auth_state needed),
+    # and kept across a hub restart before any auth_state is loaded again
+    state = spawner.get_state()
+    assert state["annotations"][ann.PRIMARY_VO] == "vo.example.org"
+    restarted = make_spawner()
+    restarted.load_state(state)
+    assert restarted.get_state()["annotations"] == state["annotations"]
     assert meta["labels"]["hub.jupyter.org/username"] == "alice"
     resources = container["resources"]
     # jupyterhub's ByteSpecification reads "1G" as 1024**3 bytes.
