@@ -88,12 +88,12 @@ def describe(pid: int) -> str:
     return _read(f"/proc/{pid}/cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
 
 
-def mentioning(markers: Iterable[str], exclude: Iterable[int] = ()) -> dict[int, str]:
-    """Processes whose command line, working directory or environment holds any marker."""
+def mentioning(markers: Iterable[str], among: Iterable[int] | None = None) -> dict[int, str]:
+    """Processes (``among`` these, or all) whose command line, cwd or environment holds a marker."""
     needles = [m.encode() for m in markers]
-    skip = {os.getpid(), *exclude}
+    skip = {os.getpid()}
     found = {}
-    for pid in process_ids():
+    for pid in process_ids() if among is None else among:
         if pid in skip:
             continue
         try:
