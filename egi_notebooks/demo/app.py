@@ -94,6 +94,7 @@ class Demo:
                 "EGI_DEMO_PROXY_API_PORT": str(free_port()),
                 "EGI_DEMO_TOKENS_PORT": str(free_port()),
                 "EGI_DEMO_STATUS_PORT": str(free_port()),
+                "EGI_DEMO_ACCOUNTING_PORT": str(free_port()),
                 "EGI_DEMO_ISSUER": provider["issuer"],
                 "EGI_DEMO_CLIENT_ID": provider["clients"][0]["client_id"],
                 "EGI_DEMO_CLIENT_SECRET": provider["clients"][0]["client_secret"],
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     demo = Demo(args)
+    # Started from a script with `&`, SIGINT arrives ignored and every child would inherit
+    # that: restore Ctrl-C, and treat SIGTERM the same way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         demo.start()

@@ -6,7 +6,11 @@ configuration lives in ``jupyterhub_config.py.example`` at the top of the reposi
 
 import os
 
-from egi_notebooks.hubconfig import add_status_service, add_tokens_service
+from egi_notebooks.hubconfig import (
+    add_accounting_service,
+    add_status_service,
+    add_tokens_service,
+)
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 env = os.environ
@@ -35,7 +39,9 @@ c.EGICheckinAuthenticator.vo_priority = ["vo.notebooks.egi.eu"]
 # No cluster on a laptop: JupyterLab servers run as local processes. Production uses
 # c.JupyterHub.spawner_class = "egi-kubespawner".
 c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = f"{state}/home/{{username}}"
 c.Spawner.default_url = "/lab"
+c.JupyterHub.default_url = "/hub/home"
 c.JupyterHub.allow_named_servers = True
 if os.getuid() == 0:
     c.Spawner.args = ["--ServerApp.allow_root=True"]
@@ -51,6 +57,21 @@ add_status_service(
     url=f"http://127.0.0.1:{env['EGI_DEMO_STATUS_PORT']}",
     proxy_url=hub_url,
     args=[f"--StatusApp.history_file={state}/status-history.json", "--StatusApp.first_run_delay=5"],
+)
+
+# Accounting: sessions every 30 s into SQLite; APEL messages into a dirq queue in the state
+# directory (what ssmsend would send); the admin view at /services/accounting/.
+add_accounting_service(
+    c,
+    url=f"http://127.0.0.1:{env['EGI_DEMO_ACCOUNTING_PORT']}",
+    db_url=f"sqlite:///{state}/accounting.sqlite",
+    args=[
+        "--poll-interval=30",
+        f"--spool-dir={state}/apel-outgoing",
+        "--ApelRenderer.site_name=EGI-NOTEBOOKS-DEMO",
+        "--Collector.hub_id=demo.127.0.0.1",
+        "--Collector.vo_priority=vo.notebooks.egi.eu",
+    ],
 )
 
 extra = env.get("EGI_DEMO_EXTRA_CONFIG")

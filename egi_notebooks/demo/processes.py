@@ -90,8 +90,22 @@ class ChildProcess:
 
         self.wait_until(answers, timeout, f"answer at {url}")
 
+    def descendants(self) -> list:
+        """Processes started under this child, whatever session they moved to."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        try:
+            import psutil
+
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except Exception:  # psutil missing, or the child just exited
+            return []
+
     def stop(self, timeout: float = 20) -> None:
-        """SIGTERM, then SIGKILL for the child's whole session after ``timeout``."""
+        """SIGTERM, then SIGKILL for the child's whole session after ``timeout``; then
+        any process it started in a session of its own (proxy, services, servers) that
+        outlived it."""
+        leftovers = self.descendants()
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGTERM)
@@ -104,6 +118,11 @@ class ChildProcess:
             except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait(5)
+        for process in leftovers:
+            try:
+                process.kill()
+            except Exception:  # already gone
+                pass
         if self._log is not None:
             self._log.close()
             self._log = None

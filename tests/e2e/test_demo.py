@@ -63,11 +63,6 @@ def demo(tmp_path_factory):
         demo.kill()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the demo's servers get /tmp/{username} as home (SimpleLocalProcessSpawner's default):"
-    " egi_notebooks/demo/jupyterhub_config.py should put home_dir_template under the state dir",
-)
 def test_user_homes_live_in_the_state_dir(demo):
     """A server's home (JupyterLab workspaces, kernels' runtime files) must be demo state too."""
     wait_for_probe_server(demo)
@@ -95,11 +90,6 @@ def test_ctrl_c_stops_everything_and_state_stays_in_its_directory(demo):
     assert {"jupyterhub.sqlite", "jupyterhub.log", "provider.log", "crypt_key"} <= names, names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="started with SIGINT ignored (`egi-notebooks demo &` in a script), the demo ignores"
-    " Ctrl-C/SIGINT: egi_notebooks/demo/app.py should install signal.default_int_handler",
-)
 def test_ctrl_c_works_when_started_from_a_script_in_the_background(tmp_path):
     demo = DemoProcess(free_port(), tmp_path / "state", background=True).start()
     problems = stop_and_check(demo, timeout=5, settle=2)
