@@ -127,10 +127,11 @@ def test_alice_signs_in_runs_a_cell_and_stops_her_server(demo, browser, shots):
     assert page.locator("#start").inner_text().strip() == "Start My Server"
     shots.take(page, "server-stopped")
     # ... and her server and kernel processes are gone (other hubs on the machine may have
-    # an alice too: only the demo's processes count)
+    # an alice too: only processes in the demo's home for alice count)
+    alice_home = f"{demo.state_dir}/home/alice@egi.eu"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        left = mentioning(["JUPYTERHUB_USER=alice@egi.eu\0"], among=demo.descendants())
+        left = mentioning([alice_home], among=demo.descendants())
         if not left:
             break
         time.sleep(0.3)
