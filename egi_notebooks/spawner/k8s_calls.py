@@ -103,3 +103,8 @@ async def call(
 
 def not_found_is_none(exc: ApiException) -> Any:
     return None if exc.status == 404 else NotImplemented
+
+
+def gone_is_done(exc: ApiException) -> Any:
+    """For deletions: an object that is already gone is deleted."""
+    return True if exc.status == 404 else NotImplemented

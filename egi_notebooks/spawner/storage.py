@@ -29,7 +29,7 @@ from typing import Any
 from egi_notebooks.entitlements import EntitlementPattern, parse_pattern
 
 from . import annotations as ann
-from .k8s_calls import KubernetesTrouble, RetryPolicy, call, not_found_is_none
+from .k8s_calls import KubernetesTrouble, RetryPolicy, call, gone_is_done, not_found_is_none
 from .names import user_slug
 from .profiles import Membership
 
@@ -248,5 +248,5 @@ async def delete_claim(api: Any, namespace: str, name: str, policy: RetryPolicy,
         f"delete storage claim {name}",
         policy,
         log,
-        accept=lambda exc: True if exc.status == 404 else NotImplemented,
+        accept=gone_is_done,
     )

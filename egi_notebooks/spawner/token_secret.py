@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes_asyncio.client import V1ObjectMeta, V1Secret
 
-from .k8s_calls import KubernetesTrouble, RetryPolicy, call
+from .k8s_calls import KubernetesTrouble, RetryPolicy, call, gone_is_done
 
 TOKEN_KEYS = ("access_token", "id_token")
 
@@ -77,7 +77,7 @@ async def delete_secret(api: Any, namespace: str, name: str, policy: RetryPolicy
         f"delete the token Secret {name}",
         policy,
         log,
-        accept=lambda exc: True if exc.status == 404 else NotImplemented,
+        accept=gone_is_done,
     )
 
 

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from egi_notebooks.hubconfig import ACCOUNTING_SCOPES
 from egi_notebooks.services.accounting import db
 from egi_notebooks.services.accounting.collector import Collector
 from egi_notebooks.services.accounting.models import Session
@@ -31,14 +32,6 @@ from tests.harness.postgres import postgres_or_skip
 pytestmark = pytest.mark.e2e
 
 TOKEN = secrets.token_hex(16)
-# exactly the scopes of the role documented for the service (EXAMPLES.md)
-ACCOUNTING_SCOPES = [
-    "list:users",
-    "read:users:name",
-    "read:users:groups",
-    "read:servers",
-    "admin:server_state",
-]
 CONFIG = (
     LOCAL_SPAWNER_CONFIG
     + f"""
