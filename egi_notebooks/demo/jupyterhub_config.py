@@ -76,5 +76,6 @@ add_accounting_service(
 
 extra = env.get("EGI_DEMO_EXTRA_CONFIG")
 if extra:
-    exec(compile(open(extra).read(), extra, "exec"))  # noqa: S102 (operator's own file)
+    with open(extra) as f:
+        exec(compile(f.read(), extra, "exec"))  # noqa: S102 (operator's own file)
 
