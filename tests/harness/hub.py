@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 CHP = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -139,9 +140,18 @@ class HubProcess:
         self.stop()
         raise TimeoutError(f"jupyterhub not ready after {timeout}s:\n{self.log_tail()}")
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = 20, sweep: bool = True) -> None:
+        """Stop the hub; with ``sweep``, also whatever it started that outlives it
+        (services and servers run in sessions of their own, and a hub killed mid-shutdown
+        leaves them orphaned). ``restart`` keeps them: servers may outlive a hub."""
         if self.proc is None:
             return
+        leftovers = []
+        if sweep:
+            try:
+                leftovers = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.Error:
+                pass
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGTERM)
@@ -154,13 +164,18 @@ class HubProcess:
             except ProcessLookupError:
                 pass
             self.proc.wait(5)
+        for process in leftovers:
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
         self.proc = None
         if self._log_file:
             self._log_file.close()
             self._log_file = None
 
     def restart(self, timeout: float = 60) -> HubProcess:
-        self.stop()
+        self.stop(sweep=False)
         return self.start(timeout)
 
     def log(self) -> str:
