@@ -101,11 +101,11 @@ class ChildProcess:
         except Exception:  # psutil missing, or the child just exited
             return []
 
-    def stop(self, timeout: float = 20) -> None:
-        """SIGTERM, then SIGKILL for the child's whole session after ``timeout``; then
-        any process it started in a session of its own (proxy, services, servers) that
-        outlived it."""
-        leftovers = self.descendants()
+    def stop(self, timeout: float = 20, sweep: bool = True) -> None:
+        """SIGTERM, then SIGKILL for the child's whole session after ``timeout``; then, with
+        ``sweep``, any process it started in a session of its own (proxy, services, servers)
+        that outlived it."""
+        leftovers = self.descendants() if sweep else []
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGTERM)

@@ -12,7 +12,9 @@ import base64
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from tests.harness.json_http import JSONHandler
 
 
 class AMSEmulator:
@@ -44,16 +46,7 @@ class AMSEmulator:
     def _handler(self):
         emulator = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _answer(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(JSONHandler):
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
@@ -62,13 +55,13 @@ class AMSEmulator:
                     emulator.requests += 1
                     step = emulator.plan.pop(0) if emulator.plan else "ok"
                 if self.headers.get("x-api-key") != emulator.token:
-                    return self._answer(401, b'{"error": {"code": 401}}')
+                    return self.answer(401, b'{"error": {"code": 401}}')
                 if self.path != emulator.path:
-                    return self._answer(404, b'{"error": {"code": 404}}')
+                    return self.answer(404, b'{"error": {"code": 404}}')
                 if step == "500":
-                    return self._answer(500, b'{"error": {"code": 500}}')
+                    return self.answer(500, b'{"error": {"code": 500}}')
                 if step == "garbage":
-                    return self._answer(200, b"<html>proxy error</html>")
+                    return self.answer(200, b"<html>proxy error</html>")
                 if step == "drop":
                     self.close_connection = True
                     self.connection.close()
@@ -86,9 +79,9 @@ class AMSEmulator:
                     emulator.stored.extend(stored)
                     ids = [str(first + i) for i in range(len(stored))]
                 if step == "stored-garbage":
-                    return self._answer(200, b'{"messageIds": ')
+                    return self.answer(200, b'{"messageIds": ')
                 try:
-                    self._answer(200, json.dumps({"messageIds": ids}).encode())
+                    self.answer(200, json.dumps({"messageIds": ids}).encode())
                 except OSError:  # the sender gave up waiting: it never saw the ids
                     return None
                 with emulator._lock:

@@ -10,25 +10,19 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
 import httpx
-import psutil
+
+from egi_notebooks.demo.processes import ChildProcess, free_port
+
+__all__ = ["LOCAL_SPAWNER_CONFIG", "HubProcess", "chp_command", "free_port"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHP = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def chp_command() -> list[str]:
@@ -70,8 +64,7 @@ class HubProcess:
         self.admin_token = secrets.token_hex(16)
         self.crypt_key = secrets.token_hex(32)
         self.log_path = self.workdir / "jupyterhub.log"
-        self.proc: subprocess.Popen | None = None
-        self._log_file = None
+        self.child: ChildProcess | None = None
 
     @property
     def url(self) -> str:
@@ -115,64 +108,26 @@ class HubProcess:
         env.update({"JUPYTERHUB_CRYPT_KEY": self.crypt_key, "PYTHONUNBUFFERED": "1"})
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.update(self.env)
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
+        self.child = ChildProcess(
+            "jupyterhub",
             [sys.executable, "-m", "jupyterhub", "-f", str(config_path)],
-            cwd=self.workdir,
+            self.log_path,
             env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"jupyterhub exited with {self.proc.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                r = httpx.get(f"{self.hub_api_url}/", timeout=2)
-                if r.status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"jupyterhub not ready after {timeout}s:\n{self.log_tail()}")
+        ).start(cwd=self.workdir)
+        try:
+            self.child.wait_http(f"{self.hub_api_url}/", timeout=timeout)
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
 
     def stop(self, timeout: float = 20, sweep: bool = True) -> None:
         """Stop the hub; with ``sweep``, also whatever it started that outlives it
         (services and servers run in sessions of their own, and a hub killed mid-shutdown
         leaves them orphaned). ``restart`` keeps them: servers may outlive a hub."""
-        if self.proc is None:
-            return
-        leftovers = []
-        if sweep:
-            try:
-                leftovers = psutil.Process(self.proc.pid).children(recursive=True)
-            except psutil.Error:
-                pass
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            # the hub's children (proxy, services, servers) share its session
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(5)
-        for process in leftovers:
-            try:
-                process.kill()
-            except psutil.Error:
-                pass
-        self.proc = None
-        if self._log_file:
-            self._log_file.close()
-            self._log_file = None
+        if self.child is not None:
+            self.child.stop(timeout, sweep=sweep)
+            self.child = None
 
     def restart(self, timeout: float = 60) -> HubProcess:
         self.stop(sweep=False)

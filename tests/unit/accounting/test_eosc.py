@@ -7,12 +7,13 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from egi_notebooks.services.accounting.eosc import EOSCPusher
 from egi_notebooks.services.accounting.store import Observation, Store, make_vmuuid
+from tests.harness.json_http import JSONHandler
 
 DAY1 = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp())
 H = 3600
@@ -27,16 +28,7 @@ class EOSCEmulator:
         self.lock = threading.Lock()
         emulator = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def answer(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(JSONHandler):
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
