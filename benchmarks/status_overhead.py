@@ -33,13 +33,16 @@ LIGHT = ("--ServerApp.jpserver_extensions={'jupyterlab': False, 'jupyter_lsp': F
          "'jupyter_server_terminals': False, 'notebook_shim': False}")
 
 
-def config(workdir: Path, hub: HubProcess, light: bool = False) -> str:
+def config(workdir: Path, hub: HubProcess, light: bool = False,
+           hub_stop_only: bool = False) -> str:
     cmd = [
         sys.executable, "-m", "egi_notebooks.cli", "status",
         "--StatusApp.first_run_delay=-1",
         f"--StatusApp.proxy_url={hub.url}",
         f"--StatusApp.history_file={workdir / 'status.json'}",
     ]
+    if hub_stop_only:
+        cmd.append("--StatusApp.shutdown_via_server=False")
     role = {
         "name": "status-probe",
         "services": ["status"],
@@ -66,12 +69,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--light", action="store_true",
                         help="single-user servers without the JupyterLab/LSP/terminal "
-                        "extensions (they dominate the server's stop time)")
+                        "extensions (a lighter process)")
+    parser.add_argument("--hub-stop-only", action="store_true",
+                        help="no server-side /api/shutdown before the hub's stop "
+                        "(StatusApp.shutdown_via_server=False), for comparison")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="status-bench-") as tmp:
         workdir = Path(tmp)
         hub = HubProcess(workdir)
-        hub.config = config(workdir, hub, args.light)
+        hub.config = config(workdir, hub, args.light, args.hub_stop_only)
         with hub:
             url = f"{hub.url}/services/status/"
             for _ in range(100):  # the service starts after the hub answers
@@ -106,7 +112,8 @@ def main() -> int:
     print(f"total run: median {statistics.median(totals):.2f} s ({spread(totals)})")
     print(f"spawn:     median {statistics.median(spawns):.2f} s ({spread(spawns)})")
     kind = "light servers (no lab extensions)" if args.light else "full JupyterLab servers"
-    print(f"single-user servers: {kind}")
+    print(f"single-user servers: {kind}; stop: "
+          + ("hub only" if args.hub_stop_only else "server /api/shutdown, then the hub"))
     print(f"FIGURE probe overhead (total - spawn), median of {len(overheads)} runs: "
           f"{median:.2f} s ({spread(overheads)})")
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())

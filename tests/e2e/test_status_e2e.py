@@ -148,6 +148,9 @@ def run_now(hub: HubProcess, name: str, timeout: float = 120) -> dict:
     return r.json()["result"]
 
 
+SERVER_API_SHUTDOWN = "Shutting down on /api/shutdown request."
+
+
 def no_server(hub: HubProcess, user: str) -> None:
     model = hub.api("GET", f"/users/{user}").json()
     assert model["servers"] == {}, model
@@ -158,9 +161,13 @@ def test_healthy_run_stops_a_leftover_server_and_is_ok(hub):
     hub.api("POST", "/users/probe-ok").raise_for_status()
     hub.api("POST", "/users/probe-ok/server").raise_for_status()
     hub.wait_for_server("probe-ok")
+    shutdowns = hub.log().count(SERVER_API_SHUTDOWN)
 
     result = run_now(hub, "status")
     assert result["status"] == "OK", result
+    # the probe's least-privilege token may ask its server to shut down (kernels cleaned up
+    # by the server itself) before the hub stops it; the leftover server got the hub's stop
+    assert hub.log().count(SERVER_API_SHUTDOWN) == shutdowns + 1, hub.log_tail()
     assert list(result["phases"]) == [
         "user", "cleanup", "spawn", "kernel", "execute", "home", "shutdown", "stop"
     ]

@@ -38,7 +38,7 @@ import asyncio
 import logging
 import time
 
-from traitlets import Dict, Float, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 
 from ..hub import HubServiceApp
 from . import DEFAULT_PROBE_USER, PROBE_GROUP
@@ -115,6 +115,14 @@ class StatusApp(HubServiceApp):
         help="If set, check that this file (the access token mounted in the notebook) exists "
         "and is not empty.",
     )
+    shutdown_via_server = Bool(
+        True,
+        config=True,
+        help="Before asking the hub to stop the probe server, ask the server to shut itself "
+        "down through jupyter-server's REST API (POST /api/shutdown): it cleans up its "
+        "kernels and exits at once, where the hub's stop would signal it and poll its "
+        "process with a growing back-off. Best effort: the hub's stop always follows.",
+    )
     timeouts = Dict(
         value_trait=Float(),
         config=True,
@@ -171,6 +179,7 @@ class StatusApp(HubServiceApp):
             profile=profile,
             check_home=self.check_home,
             token_file=self.token_file,
+            shutdown_via_server=self.shutdown_via_server,
         )
 
     async def probe_once(self) -> RunResult:

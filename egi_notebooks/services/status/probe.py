@@ -65,6 +65,7 @@ class ProbeConfig:
     token_file: str = ""
     group: str = PROBE_GROUP
     poll_interval: float = 0.2
+    shutdown_via_server: bool = True
 
 
 class Probe:
@@ -113,8 +114,29 @@ class Probe:
         model = await self.user_model()
         return (model or {}).get("servers", {}).get("")
 
+    async def ask_server_to_shut_down(self) -> None:
+        """Best effort: POST the single-user server's own /api/shutdown.
+
+        The server then cleans up its kernels and extensions and exits, so the hub's stop
+        finds it (nearly) gone; otherwise the hub signals it and polls the process with a
+        growing random back-off, which was most of a run's stop time.
+        """
+        if not (self.config.shutdown_via_server and self.server_url):
+            return
+        self.step = "asking the server to shut down"
+        headers = {"Authorization": f"token {self.config.token}"}
+        try:
+            async with httpx.AsyncClient(headers=headers, timeout=5) as client:
+                response = await client.post(self.server_url.rstrip("/") + "/api/shutdown")
+            if response.status_code != 200:
+                self.log.info("server shutdown request: HTTP %s (the hub stops it instead)",
+                              response.status_code)
+        except httpx.HTTPError as e:
+            self.log.info("server shutdown request failed (the hub stops it instead): %s", e)
+
     async def stop_server(self) -> None:
         """Stop the default server and wait until the hub has no server for the user."""
+        await self.ask_server_to_shut_down()
         self.step = "waiting for the server to stop"
         response = await self.hub.request("DELETE", f"{self.user_path}/server")
         if response.status_code not in (202, 204, 400, 404):
