@@ -139,6 +139,17 @@ class K8sEmulator(kmock.KubernetesEmulator):
     # ----- request plumbing -------------------------------------------------------------
 
     async def _handle(self, request: rendering.Request) -> Any:
+        answered = [request]  # and the watch-fixed copy below
+        try:
+            return await self._handle_resource(request, answered)
+        finally:
+            # kmock keeps every request and matches each new one against its reactions by
+            # scanning that whole history (O(requests so far) per request): forget answered
+            # requests, or a long run measures the history instead of the client. Our own
+            # record is ``calls``.
+            self._requests[:] = [r for r in self._requests if all(r is not a for a in answered)]
+
+    async def _handle_resource(self, request: rendering.Request, answered: list) -> Any:
         if request.resource is None:  # discovery, /version ...
             return await super()._handle(request)
         if request.method == enums.method.GET and request.params.get("watch", "").lower() in (
@@ -150,6 +161,7 @@ class K8sEmulator(kmock.KubernetesEmulator):
             fixed = attrs.evolve(request, action=enums.action.WATCH)
             self._requests[:] = [fixed if r is request else r for r in self._requests]
             request = fixed
+            answered.append(fixed)
         call = self._call_of(request)
         self.calls.append(call)
         for fault in self.faults:
