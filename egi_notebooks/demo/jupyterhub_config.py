@@ -56,7 +56,12 @@ add_status_service(
     c,
     url=f"http://127.0.0.1:{env['EGI_DEMO_STATUS_PORT']}",
     proxy_url=hub_url,
-    args=[f"--StatusApp.history_file={state}/status-history.json", "--StatusApp.first_run_delay=5"],
+    args=[
+        f"--StatusApp.history_file={state}/status-history.json",
+        "--StatusApp.first_run_delay=5",
+        "--StatusApp.check_home=~",
+        f"--StatusApp.token_url={hub_url}/services/tokens/token",
+    ],
 )
 
 # Accounting: sessions every 30 s into SQLite; APEL messages into a dirq queue in the state

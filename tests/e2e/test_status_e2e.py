@@ -31,12 +31,20 @@ pytestmark = pytest.mark.e2e
 
 PROBES = {
     # service name -> (probe user, extra service args)
-    "status": ("probe-ok", ["--StatusApp.check_home=~"]),
+    "status": ("probe-ok", [
+        "--StatusApp.check_home=~",
+        "--StatusApp.token_file={workdir}/probe-token-volume/access_token",
+        "--StatusApp.token_url={hub_url}/services/tokens/token",
+    ]),
     "status-failspawn": ("probe-failspawn", []),
     "status-notready": ("probe-notready", ["--StatusApp.timeouts={'spawn': 4}"]),
     "status-badkernel": ("probe-badkernel", ["--StatusApp.timeouts={'kernel': 6}"]),
     "status-raises": ("probe-raises", ["--StatusApp.code=raise RuntimeError('probe boom')"]),
     "status-stale": ("probe-stale", []),
+    "status-notoken": ("probe-notoken", ["--StatusApp.token_file=/nonexistent-egi/access_token"]),
+    "status-tokensdown": ("probe-tokensdown", [
+        "--StatusApp.token_url=http://127.0.0.1:{closed_port}/services/tokens/token",
+    ]),
 }
 
 SPAWNER = """
@@ -70,7 +78,12 @@ c.JupyterHub.authenticator_class = "dummy"
 
 
 def service_config(workdir, hub: HubProcess) -> str:
-    lines = ["import sys"]
+    closed_port = free_port()  # nothing listens there: a tokens service that is down
+    lines = [
+        "import sys",
+        "from egi_notebooks.hubconfig import add_tokens_service",
+        f"add_tokens_service(c, url='http://127.0.0.1:{free_port()}')",
+    ]
     for service, (user, extra) in PROBES.items():
         cmd = [
             sys.executable, "-m", "egi_notebooks.cli", "status",
@@ -79,7 +92,8 @@ def service_config(workdir, hub: HubProcess) -> str:
             f"--StatusApp.probe_user={user}",
             f"--StatusApp.history_file={workdir / (service + '.json')}",
             "--StatusApp.request_timeout=10",
-            *extra,
+            *(arg.replace("{workdir}", str(workdir)).replace("{hub_url}", hub.url)
+              .replace("{closed_port}", str(closed_port)) for arg in extra),
         ]
         lines.append(
             f"c.JupyterHub.services.append({{'name': {service!r}, 'command': {cmd!r}, "
@@ -106,6 +120,9 @@ def hub(tmp_path_factory):
     broken = workdir / "broken-kernel"
     broken.mkdir()
     (broken / "ipykernel_launcher.py").write_text("raise SystemExit('kernel broken on purpose')\n")
+    # the probe-ok server's "mounted token Secret": a directory without a token, as for the
+    # probe user under EGISpawner (it never signed in)
+    (workdir / "probe-token-volume").mkdir()
     # an OK result from three hours ago: stale for a one-hour interval
     old = time.time() - 3 * 3600
     (workdir / "status-stale.json").write_text(json.dumps({"runs": [{
@@ -169,7 +186,7 @@ def test_healthy_run_stops_a_leftover_server_and_is_ok(hub):
     # by the server itself) before the hub stops it; the leftover server got the hub's stop
     assert hub.log().count(SERVER_API_SHUTDOWN) == shutdowns + 1, hub.log_tail()
     assert list(result["phases"]) == [
-        "user", "cleanup", "spawn", "kernel", "execute", "home", "shutdown", "stop"
+        "user", "cleanup", "spawn", "kernel", "execute", "home", "token", "shutdown", "stop"
     ]
     assert all(v > 0 for v in result["phases"].values())
     no_server(hub, "probe-ok")
@@ -202,12 +219,15 @@ FAILURES = [
     ("status-notready", "probe-notready", "spawn", "timed out after 4s"),
     ("status-badkernel", "probe-badkernel", "kernel", "timed out after 6s waiting for"),
     ("status-raises", "probe-raises", "execute", "RuntimeError: probe boom"),
+    ("status-notoken", "probe-notoken", "token",
+     "token directory /nonexistent-egi is not mounted"),
+    ("status-tokensdown", "probe-tokensdown", "token", "URLError"),
 ]
 
 
 async def test_failures_are_critical_naming_the_phase(hub):
     async with httpx.AsyncClient(headers=hub.api_headers(), timeout=120) as client:
-        # the four services probe at the same time: the test takes as long as the slowest
+        # the services probe at the same time: the test takes as long as the slowest
         responses = await asyncio.gather(
             *(client.post(svc(hub, service, "run?wait=1")) for service, *_ in FAILURES)
         )

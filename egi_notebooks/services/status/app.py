@@ -112,8 +112,16 @@ class StatusApp(HubServiceApp):
     token_file = Unicode(
         "",
         config=True,
-        help="If set, check that this file (the access token mounted in the notebook) exists "
-        "and is not empty.",
+        help="If set (EGISpawner: '/var/run/secrets/egi.eu/access_token'), check that the "
+        "token directory is mounted in the notebook and the file, if there, is not empty "
+        "(the probe user never signed in, so it has no token to find).",
+    )
+    token_url = Unicode(
+        "",
+        config=True,
+        help="If set (e.g. 'http://proxy-public/services/tokens/token', as notebooks reach "
+        "it), check from the kernel that the tokens service answers the server's API token: "
+        "a token, or 404 'no valid access token' (what the probe user gets).",
     )
     shutdown_via_server = Bool(
         True,
@@ -179,6 +187,7 @@ class StatusApp(HubServiceApp):
             profile=profile,
             check_home=self.check_home,
             token_file=self.token_file,
+            token_url=self.token_url,
             shutdown_via_server=self.shutdown_via_server,
         )
 

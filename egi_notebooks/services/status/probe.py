@@ -33,13 +33,33 @@ p = pathlib.Path(os.path.expanduser({home!r})) / ".egi-notebooks-probe-{nonce}"
 p.write_text("{nonce}")
 ok = p.read_text() == "{nonce}"
 p.unlink()
-print("home-ok" if ok else "home-mismatch")
+print("home-ok" if ok else f"{{p}} read back differently")
 """
 
-TOKEN_CODE = """\
-import os, pathlib
+# The probe user never signed in through the identity provider, so it has no access token:
+# the file check passes when the token directory (the Secret volume) is mounted and holds
+# no empty token; the service check when the service answers the server's own API token
+# with a token or with its "no valid access token" 404.
+TOKEN_FILE_CODE = """\
+import pathlib
 p = pathlib.Path({path!r})
-print("token-ok" if p.is_file() and p.read_text().strip() else "token-missing")
+if p.is_file():
+    print("token-ok" if p.read_text().strip() else f"token file {{p}} is empty")
+else:
+    print("token-ok" if p.parent.is_dir() else f"token directory {{p.parent}} is not mounted")
+"""
+
+TOKEN_SERVICE_CODE = """\
+import json, os, urllib.error, urllib.request
+auth = {{"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]}}
+try:
+    with urllib.request.urlopen(urllib.request.Request({url!r}, headers=auth), timeout=20) as r:
+        body = json.load(r)
+        print("token-ok" if body.get("access_token") else f"tokens service: no token in {{body}}")
+except urllib.error.HTTPError as e:
+    text = e.read().decode(errors="replace")[:200]
+    print("token-ok" if e.code == 404 and "no valid access token" in text
+          else f"tokens service: HTTP {{e.code}} {{text}}")
 """
 
 
@@ -63,6 +83,7 @@ class ProbeConfig:
     profile: str | None = None
     check_home: str = ""
     token_file: str = ""
+    token_url: str = ""
     group: str = PROBE_GROUP
     poll_interval: float = 0.2
     shutdown_via_server: bool = True
@@ -244,11 +265,30 @@ class Probe:
                 phase, f"unexpected output {result.stdout.strip()[:100]!r}, wanted {expected!r}"
             )
 
+    async def run_check(self, phase: str, code: str) -> None:
+        """Run a check cell: it prints '<phase>-ok', or the reason it failed."""
+        assert self.kernel
+        self.step = "waiting for the check to finish"
+        result = await self.kernel.execute(code)
+        if result.error:
+            raise PhaseFailed(phase, f"code raised {result.error}")
+        output = result.stdout.strip()
+        if output != f"{phase}-ok":
+            raise PhaseFailed(phase, output[:300] or "the check printed nothing")
+
     async def execute(self) -> None:
         checksum = hashlib.sha256(self.nonce.encode()).hexdigest()
         code = self.config.code.replace("{nonce}", self.nonce)
         expected = self.config.expected_output.replace("{sha256}", checksum)
         await self.run_cell("execute", code, expected)
+
+    async def check_tokens(self) -> None:
+        if self.config.token_file:
+            code = TOKEN_FILE_CODE.format(path=self.config.token_file)
+            await self.run_check("token", code)
+        if self.config.token_url:
+            code = TOKEN_SERVICE_CODE.format(url=self.config.token_url)
+            await self.run_check("token", code)
 
     async def shutdown_kernel(self) -> None:
         assert self.kernel
@@ -270,10 +310,9 @@ class Probe:
             await self.phase("execute", self.execute)
             if self.config.check_home:
                 code = HOME_CODE.format(home=self.config.check_home, nonce=self.nonce)
-                await self.phase("home", lambda: self.run_cell("home", code, "home-ok"))
-            if self.config.token_file:
-                code = TOKEN_CODE.format(path=self.config.token_file)
-                await self.phase("token", lambda: self.run_cell("token", code, "token-ok"))
+                await self.phase("home", lambda: self.run_check("home", code))
+            if self.config.token_file or self.config.token_url:
+                await self.phase("token", self.check_tokens)
             await self.phase("shutdown", self.shutdown_kernel)
             await self.phase("stop", self.stop_server)
             self.server_started = False
