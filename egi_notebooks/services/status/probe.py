@@ -254,25 +254,18 @@ class Probe:
         self.step = "waiting for the kernel to answer (kernel_info)"
         await self.kernel.connect()
 
-    async def run_cell(self, phase: str, code: str, expected: str) -> None:
+    async def cell_output(self, phase: str, code: str) -> str:
+        """Run ``code`` in the kernel; its stdout, stripped (the phase fails if it raises)."""
         assert self.kernel
         self.step = "waiting for the code to finish"
         result = await self.kernel.execute(code)
         if result.error:
             raise PhaseFailed(phase, f"code raised {result.error}")
-        if expected and result.stdout.strip() != expected:
-            raise PhaseFailed(
-                phase, f"unexpected output {result.stdout.strip()[:100]!r}, wanted {expected!r}"
-            )
+        return result.stdout.strip()
 
     async def run_check(self, phase: str, code: str) -> None:
         """Run a check cell: it prints '<phase>-ok', or the reason it failed."""
-        assert self.kernel
-        self.step = "waiting for the check to finish"
-        result = await self.kernel.execute(code)
-        if result.error:
-            raise PhaseFailed(phase, f"code raised {result.error}")
-        output = result.stdout.strip()
+        output = await self.cell_output(phase, code)
         if output != f"{phase}-ok":
             raise PhaseFailed(phase, output[:300] or "the check printed nothing")
 
@@ -280,7 +273,11 @@ class Probe:
         checksum = hashlib.sha256(self.nonce.encode()).hexdigest()
         code = self.config.code.replace("{nonce}", self.nonce)
         expected = self.config.expected_output.replace("{sha256}", checksum)
-        await self.run_cell("execute", code, expected)
+        output = await self.cell_output("execute", code)
+        if expected and output != expected:
+            raise PhaseFailed(
+                "execute", f"unexpected output {output[:100]!r}, wanted {expected!r}"
+            )
 
     async def check_tokens(self) -> None:
         if self.config.token_file:

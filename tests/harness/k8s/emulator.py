@@ -139,29 +139,29 @@ class K8sEmulator(kmock.KubernetesEmulator):
     # ----- request plumbing -------------------------------------------------------------
 
     async def _handle(self, request: rendering.Request) -> Any:
-        answered = [request]  # and the watch-fixed copy below
+        request = self._watch_as_watch(request)
         try:
-            return await self._handle_resource(request, answered)
+            return await self._handle_resource(request)
         finally:
             # kmock keeps every request and matches each new one against its reactions by
             # scanning that whole history (O(requests so far) per request): forget answered
             # requests, or a long run measures the history instead of the client. Our own
             # record is ``calls``.
-            self._requests[:] = [r for r in self._requests if all(r is not a for a in answered)]
+            self._requests[:] = [r for r in self._requests if r is not request]
 
-    async def _handle_resource(self, request: rendering.Request, answered: list) -> Any:
+    def _watch_as_watch(self, request: rendering.Request) -> rendering.Request:
+        """kubernetes_asyncio sends watch=True; kmock only recognises watch=true. kmock
+        matches reactions by request identity, so the recorded request is swapped too."""
+        watch = request.params.get("watch", "").lower() in ("true", "1")
+        if request.resource is None or request.method != enums.method.GET or not watch:
+            return request
+        fixed = attrs.evolve(request, action=enums.action.WATCH)
+        self._requests[:] = [fixed if r is request else r for r in self._requests]
+        return fixed
+
+    async def _handle_resource(self, request: rendering.Request) -> Any:
         if request.resource is None:  # discovery, /version ...
             return await super()._handle(request)
-        if request.method == enums.method.GET and request.params.get("watch", "").lower() in (
-            "true",
-            "1",
-        ):
-            # kubernetes_asyncio sends watch=True; kmock only recognises watch=true. kmock
-            # matches reactions by request identity, so swap the recorded request too.
-            fixed = attrs.evolve(request, action=enums.action.WATCH)
-            self._requests[:] = [fixed if r is request else r for r in self._requests]
-            request = fixed
-            answered.append(fixed)
         call = self._call_of(request)
         self.calls.append(call)
         for fault in self.faults:
