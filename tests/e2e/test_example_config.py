@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import httpx
 import pytest
 
 from tests.harness.hub import ROOT, HubProcess, free_port
+from tests.harness.k8s.process import EmulatorProcess
 from tests.harness.login import login
 from tests.harness.provider import ProviderProcess, make_provider_config
 
@@ -76,40 +75,12 @@ for service in c.JupyterHub.services:
 """
 
 
-class Emulator:
-    """``python -m tests.harness.k8s`` as its own process; KUBECONFIG points at it."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.kubeconfig = workdir / "kubeconfig"
-        self.log = open(workdir / "k8s.log", "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.harness.k8s", "--kubeconfig", str(self.kubeconfig),
-             "--run-processes", "--root", str(workdir / "cluster")],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True,
-        )  # fmt: skip
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("READY "), f"emulator did not start: {line!r}"
-        self.url = line.split()[1]
-
-    def get(self, path: str) -> dict:
-        return httpx.get(f"{self.url}{path}", timeout=10).json()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("example")
     hub = HubProcess(workdir / "hub")
     provider = ProviderProcess()
-    emulator = Emulator(workdir)
+    emulator = EmulatorProcess(workdir / "k8s", run_processes=True).start()
     try:
         provider.start(
             make_provider_config(f"{hub.url}/hub/oauth_callback", f"{hub.url}/hub/login")
@@ -197,7 +168,7 @@ def test_spawn_uses_profiles_vo_volumes_and_token_secret(deployment):
     r = hub.api("POST", "/users/alice@egi.eu/server", json={"profile": "large"})
     assert r.status_code in (201, 202), r.text
     hub.wait_for_server("alice@egi.eu", timeout=60)
-    pods = emulator.get(f"/api/v1/namespaces/{NAMESPACE}/pods")["items"]
+    pods = emulator.list("pods", NAMESPACE)
     (pod,) = [p for p in pods if p["metadata"]["annotations"].get("hub.jupyter.org/username")
               == "alice@egi.eu"]  # fmt: skip
     annotations = pod["metadata"]["annotations"]
@@ -214,7 +185,7 @@ def test_spawn_uses_profiles_vo_volumes_and_token_secret(deployment):
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["EGI_ACCESS_TOKEN_FILE"] == "/var/run/secrets/egi.eu/access_token"
     assert env["EGI_NOTEBOOKS_TOKEN_URL"] == f"{hub.url}/services/tokens/token"
-    secrets = emulator.get(f"/api/v1/namespaces/{NAMESPACE}/secrets")["items"]
+    secrets = emulator.list("secrets", NAMESPACE)
     secret = next(s for s in secrets if s["metadata"]["name"].startswith("egi-token-alice"))
     assert set(secret["data"]) <= {"access_token", "id_token"} and secret["data"]["access_token"]
     # the notebook reaches the tokens service with its own server token, as the docs show
