@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .processes import ChildProcess, free_port, port_is_free
+from .processes import ChildProcess, free_port, port_is_free, start_provider
 from .provider.demo_users import DEMO_ENTITLEMENTS, make_config
 
 CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
@@ -69,16 +69,8 @@ class Demo:
         path = self.state / "provider.json"
         path.write_text(json.dumps(config, indent=1))
         path.chmod(0o600)
-        provider = ChildProcess(
-            "provider",
-            [sys.executable, "-m", "egi_notebooks.demo.provider", "--port", "0"]
-            + ["--config", str(path)],
-            self.state / "provider.log",
-        ).start(cwd=self.state)
+        provider, config["issuer"] = start_provider(path, self.state / "provider.log", self.state)
         self.children.append(provider)
-        marker = "provider ready at "
-        provider.wait_until(lambda: marker in provider.log(), 30, "ready line")
-        config["issuer"] = provider.log().split(marker, 1)[1].split()[0]
         return config
 
     def start_hub(self, provider: dict) -> None:

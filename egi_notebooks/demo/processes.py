@@ -12,11 +12,14 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+
+from .provider.app import READY_LINE
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -69,7 +72,9 @@ class ChildProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
 
-    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    def wait_until(
+        self, ready: Callable[[], bool], timeout: float, what: str, interval: float = 0.2
+    ) -> None:
         """Poll ``ready`` until true; raise with the log tail if the child dies or time runs out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -78,7 +83,7 @@ class ChildProcess:
                 raise RuntimeError(f"{self.name} exited ({code}) before {what}:\n{self.log_tail()}")
             if ready():
                 return
-            time.sleep(0.2)
+            time.sleep(interval)
         raise TimeoutError(f"{self.name}: no {what} after {timeout:.0f} s:\n{self.log_tail()}")
 
     def wait_http(self, url: str, timeout: float = 60, ok: tuple[int, ...] = (200,)) -> None:
@@ -126,3 +131,23 @@ class ChildProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def start_provider(
+    config_path: Path, log_path: Path, cwd: Path, env: dict | None = None, timeout: float = 30
+) -> tuple[ChildProcess, str]:
+    """The local OpenID provider as a child on a port of its choosing (``--port 0``): the
+    child and the issuer it announces once it listens."""
+    provider = ChildProcess(
+        "provider",
+        [sys.executable, "-m", "egi_notebooks.demo.provider", "--port", "0"]
+        + ["--config", str(config_path)],
+        log_path,
+        env=env,
+    ).start(cwd=cwd)
+    try:
+        provider.wait_until(lambda: READY_LINE in provider.log(), timeout, "ready line", 0.02)
+    except BaseException:
+        provider.stop()
+        raise
+    return provider, provider.log().split(READY_LINE, 1)[1].split()[0]

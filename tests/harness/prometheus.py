@@ -7,14 +7,12 @@ scrapes every ``scrape_interval`` seconds.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
+from egi_notebooks.demo.processes import ChildProcess
 
 from .hub import free_port
 
@@ -80,43 +78,33 @@ class PrometheusServer:
             "    honor_labels: true\n"
             f"    static_configs: [{{targets: {targets!r}}}]\n"
         )
-        self.proc: subprocess.Popen | None = None
+        self.child: ChildProcess | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> PrometheusServer:
-        self.proc = subprocess.Popen(
+        self.child = ChildProcess(
+            "prometheus",
             [
                 PROMETHEUS, f"--config.file={self.config}",
                 f"--storage.tsdb.path={self.tmp / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
             ],  # fmt: skip
-            stdout=open(self.tmp / "prometheus.log", "ab"),  # noqa: SIM115
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.tmp / "prometheus.log").read_text())
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("prometheus not ready")
+            self.tmp / "prometheus.log",
+        ).start()
+        try:
+            self.child.wait_http(f"{self.url}/-/ready", timeout)
+        except BaseException:
+            self.child.stop()
+            raise
+        return self
 
     def stop(self, remove: bool = True) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-            self.proc = None
+        if self.child is not None:
+            self.child.stop(10)
+            self.child = None
         if remove:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -15,22 +15,18 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
+from egi_notebooks.demo.processes import ChildProcess, start_provider
 from egi_notebooks.demo.provider.demo_users import demo_users, make_config
 from egi_notebooks.demo.provider.handlers import PATHS
 
 ROOT = Path(__file__).resolve().parents[2]
-READY = "provider ready at "
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/hub/oauth_callback"
 DEFAULT_POST_LOGOUT_URI = "http://127.0.0.1:8000/hub/login"
 DEFAULT_SCOPE = "openid profile email offline_access eduperson_entitlement voperson_id"
@@ -71,7 +67,7 @@ def pkce_pair() -> tuple[str, str]:
 
 class ProviderProcess:
     def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = None
+        self.child: ChildProcess | None = None
         self.workdir: Path | None = None
         self.config: dict[str, Any] = {}
         self.issuer = ""
@@ -94,46 +90,22 @@ class ProviderProcess:
         config_path.write_text(json.dumps(config))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        with open(self.workdir / "stdout", "wb") as out, open(self.workdir / "stderr", "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "egi_notebooks.demo.provider", "--port", "0"]
-                + ["--config", str(config_path)],
-                cwd=self.workdir,
-                env=env,
-                stdout=out,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+        try:
+            self.child, self.issuer = start_provider(
+                config_path, self.workdir / "provider.log", self.workdir, env, timeout
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = (self.workdir / "stdout").read_text()
-            if READY in line:
-                self.issuer = line.split(READY, 1)[1].split()[0]
-                self.port = urlsplit(self.issuer).port or 0
-                return self
-            if self.proc.poll() is not None:
-                log = self.log()
-                self.stop()
-                raise RuntimeError(f"provider exited with {self.proc.returncode}:\n{log}")
-            time.sleep(0.02)
-        log = self.log()
-        self.stop()
-        raise TimeoutError(f"provider not ready after {timeout}s:\n{log}")
+        except BaseException:
+            self.stop()
+            raise
+        self.port = urlsplit(self.issuer).port or 0
+        return self
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._http is not None:
             self._http.close()
             self._http = None
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
-            except ProcessLookupError:
-                pass
+        if self.child is not None:
+            self.child.stop(timeout)
         if self.workdir is not None:
             self.last_log = self.log()
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -146,13 +118,10 @@ class ProviderProcess:
         self.stop()
 
     def log(self) -> str:
-        """The provider's stderr (its log) so far."""
+        """The provider's output (its log) so far."""
         if self.workdir is None:
             return self.last_log
-        try:
-            return (self.workdir / "stderr").read_text(errors="replace")
-        except OSError:
-            return ""
+        return self.child.log() if self.child is not None else ""
 
     # -- addresses and credentials ---------------------------------------------------------------
     @property

@@ -31,6 +31,8 @@ from .tokens import TokenStore
 
 HOST = "127.0.0.1"  # loopback only: this provider hands out tokens to anyone with a password
 PRUNE_INTERVAL_MS = 30_000
+# printed with the issuer once the provider listens (egi_notebooks.demo.processes reads it)
+READY_LINE = "provider ready at "
 
 HANDLERS = {
     "discovery": DiscoveryHandler,
@@ -80,7 +82,7 @@ async def serve(config: ProviderConfig, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"provider ready at {provider.issuer}", flush=True)
+    print(f"{READY_LINE}{provider.issuer}", flush=True)
     await stop.wait()
     pruner.stop()
     server.stop()

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from egi_notebooks.demo.processes import ChildProcess
+
 ROOT = Path(__file__).resolve().parents[3]
+READY = "READY "  # printed with the URL once the emulator listens (__main__.py)
 
 
 class EmulatorProcess:
@@ -28,7 +27,7 @@ class EmulatorProcess:
         self.root = self.workdir / "kubelet"
         self.run_processes = run_processes
         self.url = ""
-        self.proc: subprocess.Popen | None = None
+        self.child: ChildProcess | None = None
         self.http = httpx.Client(timeout=10, headers={"Authorization": "Bearer test"})
 
     def start(self, timeout: float = 20) -> EmulatorProcess:
@@ -36,40 +35,24 @@ class EmulatorProcess:
         if self.run_processes:
             argv += ["--run-processes", "--root", str(self.root)]
         self.log_path = self.workdir / "emulator.log"
-        with open(self.log_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline().decode()
-            if line.startswith("READY "):
-                self.url = line.split()[1]
-                return self
-            if not line and self.proc.poll() is not None:
-                break
-        self.stop()
-        raise RuntimeError(f"emulator did not start:\n{self.log_path.read_text()[-3000:]}")
+        self.child = ChildProcess("k8s emulator", argv, self.log_path).start(cwd=ROOT)
+        try:
+            self.child.wait_until(lambda: self._announced_url() != "", timeout, "READY line", 0.02)
+        except BaseException:
+            self.stop()
+            raise
+        self.url = self._announced_url()
+        return self
+
+    def _announced_url(self) -> str:
+        assert self.child is not None
+        lines = self.child.log().splitlines()
+        return next((line.split()[1] for line in lines if line.startswith(READY)), "")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        self.proc = None
+        if self.child is not None:
+            self.child.stop(15)
+            self.child = None
         self.http.close()
 
     # ----- the API over HTTP -----------------------------------------------------------
