@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from egi_notebooks.auth.discovery import ENDPOINT_KEYS
 from tests.harness.provider import (
     DEFAULT_CONFIG,
     DEFAULT_POST_LOGOUT_URI,
@@ -79,15 +80,7 @@ def userinfo(p: ProviderProcess, access_token: str) -> httpx.Response:
 def test_discovery_document(provider):
     doc = HTTP.get(provider.endpoint("discovery"), timeout=T).json()
     assert doc["issuer"] == provider.issuer == f"http://127.0.0.1:{provider.port}/auth/realms/egi"
-    for name in (
-        "authorization_endpoint",
-        "token_endpoint",
-        "userinfo_endpoint",
-        "jwks_uri",
-        "revocation_endpoint",
-        "introspection_endpoint",
-        "end_session_endpoint",
-    ):
+    for name in ENDPOINT_KEYS:  # every endpoint the authenticator reads from discovery
         assert doc[name].startswith(provider.issuer + "/protocol/openid-connect/")
     assert doc["response_types_supported"] == ["code"]
     assert set(doc["grant_types_supported"]) == {"authorization_code", "refresh_token"}
