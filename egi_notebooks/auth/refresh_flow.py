@@ -122,12 +122,10 @@ class RefreshMixin:
         await self.forget_tokens(user, auth_state)
 
     async def on_tokens_refreshed(self, user: Any, auth_state: dict[str, Any]) -> None:
-        """Tell the user's spawners (token Secrets) about new or removed tokens."""
-        for spawner in list(getattr(user, "spawners", {}).values()):
-            update = getattr(spawner, "update_token_secret", None)
-            if update is None or not getattr(spawner, "active", False):
-                continue
-            try:
-                await update(auth_state)
-            except Exception as e:
-                self.log.error("Updating the token of %s failed: %s", spawner._log_name, e)
+        """Tell the user's EGISpawners (token Secrets) about new or removed tokens."""
+        spawners = getattr(user, "spawners", {}).values()
+        if not any(hasattr(spawner, "update_token_secret") for spawner in spawners):
+            return  # another spawner class: nothing to write (and kubespawner not imported)
+        from ..spawner.token_secret import update_user_token_secrets
+
+        await update_user_token_secrets(user, auth_state)
