@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -85,6 +86,11 @@ class HubClient:
                     return response
             await asyncio.sleep(self.backoff * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> AbstractAsyncContextManager:
+        """A streamed API call (``async with hub.stream(...) as response``), no retries: for
+        event streams such as a server's progress."""
+        return self._client.stream(method, f"{self.api_url}/{path.lstrip('/')}", **kwargs)
 
     async def json(self, method: str, path: str, ok: Iterable[int] = (200,), **kwargs: Any) -> Any:
         """Call and decode JSON; :class:`HubAPIError` for unexpected status codes."""

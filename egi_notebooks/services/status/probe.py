@@ -217,15 +217,12 @@ class Probe:
 
     async def follow_progress(self) -> str:
         """Read the hub's progress event stream until the server is ready or failed."""
-        path = f"{self.hub.api_url}{self.user_path}/server/progress"
         last = "no progress event"
-        # HubClient has no streaming call: a client of our own, same token. The phase timeout
-        # bounds the stream; the read timeout only has to outlive the hub's keepalives.
-        headers = {"Authorization": f"token {self.config.token}"}
-        async with (
-            httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=None)) as client,
-            client.stream("GET", path) as r,
-        ):
+        # The phase timeout bounds the stream; the read timeout only has to outlive the hub's
+        # keepalives.
+        async with self.hub.stream(
+            "GET", f"{self.user_path}/server/progress", timeout=httpx.Timeout(30, read=None)
+        ) as r:
             if r.status_code != 200:
                 await r.aread()
                 raise PhaseFailed("spawn", f"progress: HTTP {r.status_code}: {r.text[:200]}")
