@@ -24,8 +24,13 @@ class RefreshMixin:
             refreshed = await self._call_refresh_user_hook(user, auth_state)
             if refreshed is not None:
                 return refreshed
-        if not auth_state or not auth_state.get("access_token"):
-            return False
+        if not auth_state:
+            # never logged in with the provider: the probe user, service accounts, users an
+            # admin created through the API. Nothing to refresh; the tokens service still
+            # gives them no token. (False would make JupyterHub 5.5 refuse their spawns.)
+            return True
+        if not auth_state.get("access_token"):
+            return False  # tokens dropped (VO lost, logout with revocation): log in again
         if not needs_refresh(auth_state, self.refresh_leeway):
             return True
         return await self.refresh_tokens(user)

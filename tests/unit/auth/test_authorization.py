@@ -159,3 +159,32 @@ def test_upstream_contract_login_handler_and_groups_helper():
         "self",
         "auth_model",
     ]
+
+
+class FakeUser:
+    """What refresh_user reads of a hub user: its name and stored auth_state."""
+
+    def __init__(self, auth_state):
+        self.name = "egi-notebooks-probe"
+        self.auth_state = auth_state
+        self.spawners: dict = {}
+
+    async def get_auth_state(self):
+        return self.auth_state
+
+    async def save_auth_state(self, auth_state):
+        self.auth_state = auth_state
+
+
+@pytest.mark.parametrize("stored", [None, {}], ids=["no-auth-state", "empty-auth-state"])
+async def test_identities_without_auth_state_have_nothing_to_refresh(stored):
+    # The probe user, service accounts and users created through the API never logged in
+    # with the provider: refresh must not refuse them (JupyterHub 5.5 refuses their spawns
+    # with "auth has expired" when refresh_user returns False).
+    assert await make().refresh_user(FakeUser(stored)) is True
+
+
+async def test_a_user_whose_tokens_were_dropped_must_log_in_again():
+    # after a lost VO or a logout with revocation the tokens are gone but the rest stays
+    dropped = {"oauth_user": {"sub": "x"}, "vos": [], "access_token": None}
+    assert await make().refresh_user(FakeUser(dropped)) is False
