@@ -1,7 +1,11 @@
 """The status service as a real hub-managed service, probing real single-user servers.
 
-One hub (with configurable-http-proxy) runs several status services, each probing its own
-probe user; a small spawner subclass makes some users' servers fail in a given way:
+One hub (with configurable-http-proxy) authenticating with EGICheckinAuthenticator against
+the local OIDC provider, as in production, runs several status services (each added with
+``add_status_service``, so each has the documented role), each probing its own probe user.
+The probe users never sign in with the provider: like the production probe user they are
+created by the status service through the hub API and have no auth_state. A small spawner
+subclass makes some users' servers fail in a given way:
 
 - ``status``            healthy: jupyter-server + ipykernel, the default checksum code
 - ``status-failspawn``  the spawner fails (raises in start)
@@ -9,6 +13,8 @@ probe user; a small spawner subclass makes some users' servers fail in a given w
 - ``status-badkernel``  the kernel process dies at start-up (broken ipykernel_launcher)
 - ``status-raises``     the probe code raises
 - ``status-stale``      never runs; its history holds an OK result three hours old
+- ``status-notoken``    the token Secret is not mounted where the probe looks
+- ``status-tokensdown`` the tokens service cannot be reached from the notebook
 """
 
 from __future__ import annotations
@@ -25,28 +31,36 @@ import pytest
 
 from egi_notebooks.services.status import PROBE_GROUP
 from egi_notebooks.services.status.check import main as check_main
+from tests.harness.egi_hub import EGIHub
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG, HubProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
 PROBES = {
     # service name -> (probe user, extra service args)
-    "status": ("probe-ok", [
-        "--StatusApp.check_home=~",
-        "--StatusApp.token_file={workdir}/probe-token-volume/access_token",
-        "--StatusApp.token_url={hub_url}/services/tokens/token",
-    ]),
+    "status": (
+        "probe-ok",
+        [
+            "--StatusApp.check_home=~",
+            "--StatusApp.token_file={workdir}/probe-token-volume/access_token",
+            "--StatusApp.token_url={hub_url}/services/tokens/token",
+        ],
+    ),
     "status-failspawn": ("probe-failspawn", []),
     "status-notready": ("probe-notready", ["--StatusApp.timeouts={'spawn': 4}"]),
     "status-badkernel": ("probe-badkernel", ["--StatusApp.timeouts={'kernel': 6}"]),
     "status-raises": ("probe-raises", ["--StatusApp.code=raise RuntimeError('probe boom')"]),
     "status-stale": ("probe-stale", []),
     "status-notoken": ("probe-notoken", ["--StatusApp.token_file=/nonexistent-egi/access_token"]),
-    "status-tokensdown": ("probe-tokensdown", [
-        "--StatusApp.token_url=http://127.0.0.1:{closed_port}/services/tokens/token",
-    ]),
+    "status-tokensdown": (
+        "probe-tokensdown",
+        [
+            "--StatusApp.token_url=http://127.0.0.1:{closed_port}/services/tokens/token",
+        ],
+    ),
 }
 
+# The spawner runs local processes (the test has no Kubernetes); it only models failures.
 SPAWNER = """
 import sys
 from jupyterhub.spawner import SimpleLocalProcessSpawner
@@ -72,73 +86,77 @@ class ProbeTestSpawner(SimpleLocalProcessSpawner):
         return await super().start()
 
 c.JupyterHub.spawner_class = ProbeTestSpawner
-# PAM (the default) cannot add users that are not system users
-c.JupyterHub.authenticator_class = "dummy"
 """
 
 
 def service_config(workdir, hub: HubProcess) -> str:
     closed_port = free_port()  # nothing listens there: a tokens service that is down
     lines = [
-        "import sys",
-        "from egi_notebooks.hubconfig import add_tokens_service",
+        "from egi_notebooks.hubconfig import add_status_service, add_tokens_service",
         f"add_tokens_service(c, url='http://127.0.0.1:{free_port()}')",
     ]
     for service, (user, extra) in PROBES.items():
-        cmd = [
-            sys.executable, "-m", "egi_notebooks.cli", "status",
+        args = [
             "--StatusApp.first_run_delay=-1",
-            f"--StatusApp.proxy_url={hub.url}",
-            f"--StatusApp.probe_user={user}",
             f"--StatusApp.history_file={workdir / (service + '.json')}",
             "--StatusApp.request_timeout=10",
-            *(arg.replace("{workdir}", str(workdir)).replace("{hub_url}", hub.url)
-              .replace("{closed_port}", str(closed_port)) for arg in extra),
+            *(
+                arg.replace("{workdir}", str(workdir))
+                .replace("{hub_url}", hub.url)
+                .replace("{closed_port}", str(closed_port))
+                for arg in extra
+            ),
         ]
+        # the documented helper: the service with its least-privilege role (no admin)
         lines.append(
-            f"c.JupyterHub.services.append({{'name': {service!r}, 'command': {cmd!r}, "
-            f"'url': 'http://127.0.0.1:{free_port()}'}})"
+            f"add_status_service(c, url='http://127.0.0.1:{free_port()}', name={service!r}, "
+            f"proxy_url={hub.url!r}, probe_user={user!r}, args={args!r})"
         )
-        # the role documented in docs: only the probe user's resources, no admin
-        role = {
-            "name": f"{service}-probe",
-            "services": [service],
-            "scopes": [
-                f"admin:users!user={user}",
-                f"servers!user={user}",
-                f"access:servers!user={user}",
-                f"admin:groups!group={PROBE_GROUP}",
-            ],
-        }
-        lines.append(f"c.JupyterHub.load_roles.append({role!r})")
     return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def egi(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("status-hub")
     broken = workdir / "broken-kernel"
     broken.mkdir()
     (broken / "ipykernel_launcher.py").write_text("raise SystemExit('kernel broken on purpose')\n")
     # the probe-ok server's "mounted token Secret": a directory without a token, as for the
-    # probe user under EGISpawner (it never signed in)
+    # probe user under EGISpawner (it never signed in, its Secret has no keys)
     (workdir / "probe-token-volume").mkdir()
     # an OK result from three hours ago: stale for a one-hour interval
     old = time.time() - 3 * 3600
-    (workdir / "status-stale.json").write_text(json.dumps({"runs": [{
-        "started": old - 10, "finished": old, "status": "OK", "message": "fine back then",
-        "phases": {"spawn": 5.0},
-    }], "counts": {"OK": 1}}))
-    h = HubProcess(workdir)
-    h.config = LOCAL_SPAWNER_CONFIG + SPAWNER.format(broken=str(broken)) + service_config(
-        workdir, h
+    (workdir / "status-stale.json").write_text(
+        json.dumps(
+            {
+                "runs": [
+                    {
+                        "started": old - 10,
+                        "finished": old,
+                        "status": "OK",
+                        "message": "fine back then",
+                        "phases": {"spawn": 5.0},
+                    }
+                ],
+                "counts": {"OK": 1},
+            }
+        )
     )
-    h.start()
+    egi = EGIHub(workdir / "hub")
+    egi.hub_config = (
+        LOCAL_SPAWNER_CONFIG + SPAWNER.format(broken=str(broken)) + service_config(workdir, egi.hub)
+    )
     try:
-        wait_for_services(h)
-        yield h
+        egi.start()
+        wait_for_services(egi.hub)
+        yield egi
     finally:
-        h.stop()
+        egi.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(egi) -> HubProcess:
+    return egi.hub
 
 
 def wait_for_services(hub: HubProcess, timeout: float = 30) -> None:
@@ -186,7 +204,15 @@ def test_healthy_run_stops_a_leftover_server_and_is_ok(hub):
     # by the server itself) before the hub stops it; the leftover server got the hub's stop
     assert hub.log().count(SERVER_API_SHUTDOWN) == shutdowns + 1, hub.log_tail()
     assert list(result["phases"]) == [
-        "user", "cleanup", "spawn", "kernel", "execute", "home", "token", "shutdown", "stop"
+        "user",
+        "cleanup",
+        "spawn",
+        "kernel",
+        "execute",
+        "home",
+        "token",
+        "shutdown",
+        "stop",
     ]
     assert all(v > 0 for v in result["phases"].values())
     no_server(hub, "probe-ok")
@@ -194,6 +220,11 @@ def test_healthy_run_stops_a_leftover_server_and_is_ok(hub):
     model = hub.api("GET", "/users/probe-ok").json()
     assert PROBE_GROUP in model["groups"]
     assert model["admin"] is False
+    # the production case: the hub runs the Check-in authenticator and the probe user never
+    # signed in with the provider (no auth_state, so no tokens to refresh or deliver)
+    info = hub.api("GET", "/info").json()
+    assert info["authenticator"]["class"].endswith("EGICheckinAuthenticator"), info
+    assert not model.get("auth_state"), model
 
     status = httpx.get(svc(hub, "status", "status.json")).json()
     assert status["code"] == "OK" and status["msg"] and status["time"] > time.time() - 120
@@ -206,7 +237,9 @@ def test_healthy_run_stops_a_leftover_server_and_is_ok(hub):
     assert 'egi_notebooks_status_runs_total{status="OK"} 1' in metrics
     check = subprocess.run(
         [sys.executable, "-m", "egi_notebooks.cli", "check-status", svc(hub, "status")],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert check.returncode == 0, check.stdout
     assert check.stdout.startswith("OK - notebook ran code successfully")
@@ -219,8 +252,7 @@ FAILURES = [
     ("status-notready", "probe-notready", "spawn", "timed out after 4s"),
     ("status-badkernel", "probe-badkernel", "kernel", "timed out after 6s waiting for"),
     ("status-raises", "probe-raises", "execute", "RuntimeError: probe boom"),
-    ("status-notoken", "probe-notoken", "token",
-     "token directory /nonexistent-egi is not mounted"),
+    ("status-notoken", "probe-notoken", "token", "token directory /nonexistent-egi is not mounted"),
     ("status-tokensdown", "probe-tokensdown", "token", "URLError"),
 ]
 
@@ -243,7 +275,11 @@ async def test_failures_are_critical_naming_the_phase(hub):
             assert status["code"] == "CRITICAL" and status["phase"] == phase
     for service, _, phase, _ in FAILURES:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "egi_notebooks.cli", "check-status", svc(hub, service),
+            sys.executable,
+            "-m",
+            "egi_notebooks.cli",
+            "check-status",
+            svc(hub, service),
             stdout=asyncio.subprocess.PIPE,
         )
         out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
@@ -256,7 +292,7 @@ def test_stale_result_is_unknown_everywhere(hub, capsys):
     assert status["code"] == "UNKNOWN" and "stale" in status["msg"]
     page = httpx.get(svc(hub, "status-stale")).text
     assert ">UNKNOWN</span>" in page and "3.0 h ago" in page
-    assert 'egi_notebooks_status 3\n' in httpx.get(svc(hub, "status-stale", "metrics")).text
+    assert "egi_notebooks_status 3\n" in httpx.get(svc(hub, "status-stale", "metrics")).text
     assert check_main([svc(hub, "status-stale")]) == 3
     assert capsys.readouterr().out.startswith("UNKNOWN - stale result")
 
@@ -276,7 +312,9 @@ async def test_concurrent_posts_start_one_run(hub):
             await asyncio.sleep(0.2)
         after = (await client.get(svc(hub, "status-notready", "metrics"))).text
     count = [
-        int(line.split()[-1]) for text in (before, after) for line in text.splitlines()
+        int(line.split()[-1])
+        for text in (before, after)
+        for line in text.splitlines()
         if line.startswith('egi_notebooks_status_runs_total{status="CRITICAL"}')
     ]
     assert count[1] == count[0] + 1
