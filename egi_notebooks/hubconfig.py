@@ -39,17 +39,47 @@ def service_command(subcommand: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "egi_notebooks.cli", subcommand, *args]
 
 
+def _service(
+    name: str,
+    url: str,
+    command: list[str],
+    app_class: str,
+    bind_url: str | None,
+    environment: dict[str, str] | None,
+) -> dict[str, Any]:
+    """A managed service's entry. Unless ``bind_url`` is given the service listens on its
+    URL's host when that is loopback, else on all interfaces at the URL's port
+    (``HubServiceApp.bind_url``): z2jh's ``http://hub:<port>`` names the hub Service, not an
+    address of the hub pod."""
+    if bind_url:
+        command = [*command, f"--{app_class}.bind_url={bind_url}"]
+    service: dict[str, Any] = {"name": name, "url": url, "command": command}
+    if environment:
+        service["environment"] = dict(environment)
+    return service
+
+
 def add_tokens_service(
     c: Any,
     url: str = "http://127.0.0.1:10102",
     name: str = "tokens",
     users_may_use_api_tokens: bool = True,
+    bind_url: str | None = None,
+    args: list[str] | tuple[str, ...] = (),
+    environment: dict[str, str] | None = None,
 ) -> None:
     """The tokens service, its role (only ``custom:egi-notebooks:access-tokens``), and, when
     ``users_may_use_api_tokens``, the user role extended so a user's own API token may carry
-    ``custom:egi-notebooks:token`` (server tokens work without it)."""
+    ``custom:egi-notebooks:token`` (server tokens work without it).
+
+    ``url`` is where the proxy reaches the service; ``bind_url`` where it listens
+    (``http://<ip>:<port>``; default: see ``HubServiceApp.bind_url``); ``args`` are more
+    command-line options, ``environment`` more environment variables of the service
+    (neither is a place for secrets: the hub logs the command and shows it to holders of
+    ``read:services``)."""
     add_custom_scopes(c)
-    _append(c, "services", {"name": name, "url": url, "command": service_command("tokens")})
+    command = service_command("tokens", *args)
+    _append(c, "services", _service(name, url, command, "TokensApp", bind_url, environment))
     _append(
         c,
         "load_roles",
@@ -99,18 +129,21 @@ def add_status_service(
     probe_user: str | None = None,
     api_token: str | None = None,
     args: list[str] | tuple[str, ...] = (),
+    bind_url: str | None = None,
+    environment: dict[str, str] | None = None,
 ) -> None:
     """The status (monitoring) service and its role: no ``admin: true``, every scope
     filtered to the probe user or its marker group. ``proxy_url`` is how the service reaches
     single-user servers (z2jh: ``http://proxy-public``); ``args`` are more command-line
     options (``--StatusApp.interval=3600``...). ``api_token`` keeps the service's token
-    stable across hub restarts (Nagios does not need it: the page needs no login)."""
+    stable across hub restarts (Nagios does not need it: the page needs no login).
+    ``bind_url`` and ``environment``: as for :func:`add_tokens_service`."""
     probe_user = probe_user or DEFAULT_PROBE_USER
     command = service_command(
         "status", f"--StatusApp.proxy_url={proxy_url}", f"--StatusApp.probe_user={probe_user}",
         *args,
     )  # fmt: skip
-    service: dict[str, Any] = {"name": name, "url": url, "command": command}
+    service = _service(name, url, command, "StatusApp", bind_url, environment)
     if api_token:
         service["api_token"] = api_token
     _append(c, "services", service)
@@ -133,13 +166,16 @@ def add_accounting_service(
     db_url: str = "sqlite:///egi-notebooks-accounting.sqlite",
     args: list[str] | tuple[str, ...] = (),
     oauth_no_confirm: bool = True,
+    bind_url: str | None = None,
+    environment: dict[str, str] | None = None,
 ) -> None:
     """The accounting service (sessions -> APEL/EOSC, admin view over hub OAuth) and its
     read-only role. ``args`` carry the rest of its configuration
     (``--ApelRenderer.site_name=...``, ``--spool-dir=...``, ``--config=/etc/...py``); the
-    database URL is given here so that it is never forgotten (PostgreSQL in production)."""
+    database URL is given here so that it is never forgotten (PostgreSQL in production).
+    ``bind_url`` and ``environment``: as for :func:`add_tokens_service`."""
     command = service_command("accounting", f"--db-url={db_url}", *args)
-    service: dict[str, Any] = {"name": name, "url": url, "command": command}
+    service = _service(name, url, command, "AccountingApp", bind_url, environment)
     if oauth_no_confirm:
         service["oauth_no_confirm"] = True  # the admin view: no consent page for admins
     _append(c, "services", service)

@@ -10,14 +10,18 @@ per-item work with bounded concurrency and per-item error isolation.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import httpx
+from tornado import netutil
+from tornado.httpserver import HTTPServer
 from traitlets import Float, Integer, Unicode, default
 from traitlets.config import Application
 
@@ -26,6 +30,9 @@ R = TypeVar("R")
 
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
 RETRY_STATUS = {502, 503, 504}
+#: Environment variable for ``HubServiceApp.bind_url`` (a service's ``environment`` in the hub
+#: configuration; a hub passes its own environment to managed services only for a few names).
+BIND_URL_ENV = "EGI_NOTEBOOKS_SERVICE_BIND_URL"
 
 log = logging.getLogger("egi_notebooks.services")
 
@@ -199,12 +206,27 @@ class HubServiceApp(Application):
 
     service_url = Unicode(
         config=True,
-        help="URL the service listens on (default: $JUPYTERHUB_SERVICE_URL).",
+        help="URL the hub and its proxy reach the service at (default: "
+        "$JUPYTERHUB_SERVICE_URL). Where the service listens is bind_url.",
     )
 
     @default("service_url")
     def _default_service_url(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
+
+    bind_url = Unicode(
+        config=True,
+        help="Where the service listens, as http://<ip>:<port> (default: "
+        f"${BIND_URL_ENV}, else derived from service_url). The derived default keeps the "
+        "URL's host when it is a loopback address (127.x.x.x, ::1) or localhost, and is all "
+        "interfaces (0.0.0.0; :: for an IPv6 host) on the URL's port for any other host: in a "
+        "z2jh hub pod the URL is http://hub:<port>/ and hub is the hub Service, not an "
+        "address of the pod. A bind_url without a port takes the URL's port.",
+    )
+
+    @default("bind_url")
+    def _default_bind_url(self) -> str:
+        return os.environ.get(BIND_URL_ENV, "")
 
     concurrency = Integer(
         10, config=True, help="How many hub API requests the service makes at once, at most."
@@ -227,6 +249,48 @@ class HubServiceApp(Application):
         )
 
     def listen_address(self) -> tuple[str, int]:
-        """(ip, port) from ``service_url``."""
-        parsed = urlparse(self.service_url)
-        return parsed.hostname or "127.0.0.1", parsed.port or 80
+        """(ip, port) the service listens on: ``bind_url``, or derived from ``service_url``."""
+        url = urlparse(self.service_url)
+        url_port = url.port or (443 if url.scheme == "https" else 80)
+        if self.bind_url:
+            bind = urlparse(self.bind_url if "//" in self.bind_url else f"//{self.bind_url}")
+            return bind.hostname or "0.0.0.0", bind.port or url_port
+        return default_bind_ip(url.hostname or "127.0.0.1"), url_port
+
+    def bind_sockets(self) -> list[socket.socket]:
+        """The listening sockets of :meth:`listen_address`; a failure is one critical log line
+        naming the option, and exit status 1."""
+        try:
+            ip, port = self.listen_address()
+        except ValueError as e:  # a port that is not a number
+            self.log.critical("invalid %s.bind_url %r: %s", type(self).__name__, self.bind_url, e)
+            raise SystemExit(2) from None
+        try:
+            return netutil.bind_sockets(port, ip)
+        except OSError as e:
+            where = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+            self.log.critical(
+                "cannot listen on %s (%s): set %s.bind_url (or $%s) to an address of this "
+                "host and a free port",
+                where, e.strerror or e, type(self).__name__, BIND_URL_ENV,
+            )  # fmt: skip
+            raise SystemExit(1) from None
+
+    def listen(self, server: HTTPServer) -> tuple[str, int]:
+        """Start ``server`` on :meth:`bind_sockets`; the (ip, port) it listens on."""
+        server.add_sockets(self.bind_sockets())
+        return self.listen_address()
+
+
+def default_bind_ip(url_host: str) -> str:
+    """Where a service reached at ``url_host`` listens unless told: the host itself when it
+    is loopback (no DNS lookup: a literal address or ``localhost``), else all interfaces."""
+    if url_host.lower() in ("localhost", "localhost."):
+        return url_host
+    try:
+        address = ipaddress.ip_address(url_host)
+    except ValueError:  # a name such as z2jh's "hub": the hub Service, not this pod
+        return "0.0.0.0"
+    if address.is_loopback:
+        return url_host
+    return "::" if address.version == 6 else "0.0.0.0"

@@ -85,8 +85,10 @@ def make_app(accounting: AccountingApp) -> web.Application:
 
 
 def start_web(accounting: AccountingApp) -> HTTPServer:
-    ip, port = accounting.listen_address()
     server = HTTPServer(make_app(accounting), xheaders=True)
-    server.listen(port, ip)
-    accounting.log.info("admin view on http://%s:%s%s", ip, port, accounting.service_prefix)
+    ip, port = accounting.listen(server)
+    accounting.log.info(
+        "admin view at %s%s, listening on %s:%s",
+        accounting.service_url, accounting.service_prefix, ip, port,
+    )  # fmt: skip
     return server

@@ -238,13 +238,15 @@ class StatusApp(HubServiceApp):
 
     # -- service ---------------------------------------------------------------------------
     async def serve(self) -> None:
+        from tornado.httpserver import HTTPServer
+
         from .web import make_web_app
 
-        web_app = make_web_app(self)
-        ip, port = self.listen_address()
-        server = web_app.listen(port, address=ip, xheaders=True)
-        self.log.info("status service at %s%s (probe user %s, interval %gs)",
-                      self.service_url, self.service_prefix, self.probe_user, self.interval)
+        server = HTTPServer(make_web_app(self), xheaders=True)
+        ip, port = self.listen(server)
+        self.log.info("status service at %s%s, listening on %s:%s (probe user %s, interval %gs)",
+                      self.service_url, self.service_prefix, ip, port, self.probe_user,
+                      self.interval)  # fmt: skip
         try:
             await self.scheduler()
             await asyncio.Event().wait()

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 from tornado import web
+from tornado.httpserver import HTTPServer
 from traitlets import Float, Integer
 
 from ..hub import HubAPIError, HubClient, HubServiceApp
@@ -152,11 +153,14 @@ class TokensApp(HubServiceApp):
         )
 
     async def serve(self) -> None:
+        server = HTTPServer(self.make_web_app(), xheaders=True)
+        ip, port = self.listen(server)
         self.hub = self.make_hub_client()
         self.http = httpx.AsyncClient(timeout=self.request_timeout)
-        ip, port = self.listen_address()
-        server = self.make_web_app().listen(port, address=ip, xheaders=True)
-        self.log.info("tokens service listening on %s:%s%s", ip, port, self.service_prefix)
+        self.log.info(
+            "tokens service at %s%s, listening on %s:%s",
+            self.service_url, self.service_prefix, ip, port,
+        )  # fmt: skip
         try:
             await asyncio.Event().wait()
         finally:
