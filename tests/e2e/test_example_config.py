@@ -3,9 +3,17 @@
 The file's own text (placeholders filled in, nothing else changed) runs in a real JupyterHub
 with configurable-http-proxy, against the real local OpenID provider and the Kubernetes API
 emulator (a separate process, as a cluster would be). A few lines appended after it adapt
-what only exists in a cluster: the issuer (Check-in -> local provider), service addresses
-(free loopback ports instead of the hub pod's), the container command (the emulator runs
-pods as local processes, not images) and the status probe's schedule.
+what only exists in a cluster: the issuer (Check-in -> local provider), service addresses,
+the container command (the emulator runs pods as local processes, not images) and the status
+probe's schedule.
+
+Service addresses: the example's URLs are ``http://hub:<port>`` as in a z2jh hub pod, where
+``hub`` is the hub Service. Here no name ``hub`` resolves, and the hub's proxy routes to the
+service URL, so the appended lines change each URL's host to ``127.0.0.1`` (and its port to a
+free one) and nothing else. The services then listen on loopback by their default; that with
+the example's own URLs they listen on all interfaces, and answer there, is what
+``test_service_bind.py`` shows, with each service's hubconfig-built command and a hub's
+environment.
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ c.EGISpawner.start_timeout = 60
 ports = {ports!r}
 for service in c.JupyterHub.services:
     if service["name"] in ports:
+        assert service["url"].startswith("http://hub:"), service["url"]  # the cluster's shape
         service["url"] = "http://127.0.0.1:%d" % ports[service["name"]]
     if service["name"] == "status":
         service["command"] = [*service["command"], "--StatusApp.first_run_delay=-1"]
@@ -92,7 +101,6 @@ def deployment(tmp_path_factory):
             "POD_NAMESPACE": NAMESPACE,
             "EGI_CHECKIN_CLIENT_SECRET": provider.client_secret,
             "EGI_ACCOUNTING_DB_URL": f"sqlite:///{workdir / 'accounting.sqlite'}",
-            "EGI_NOTEBOOKS_SERVICE_HOST": "127.0.0.1",
             "EGI_NOTEBOOKS_PROXY_URL": hub.url,
         }
         hub.start()
