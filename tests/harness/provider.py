@@ -191,6 +191,23 @@ class ProviderProcess:
         body = {"mode": mode, "delay": delay, "endpoints": endpoints, "count": count}
         return "PUT", "/_admin/fault", body
 
+    @staticmethod
+    def _client_secret(client_id: str, secret: str) -> tuple:
+        return "PATCH", f"/_admin/clients/{quote(client_id, safe='')}", {"client_secret": secret}
+
+    def set_client_secret(self, secret: str) -> Any:
+        """Rotate the client secret at the provider (as an operator would at Check-in).
+
+        The helpers of this class (``introspect``, ``login_tokens``) use the new one."""
+        answer = self.admin(*self._client_secret(self.client_id, secret))
+        self.client["client_secret"] = secret
+        return answer
+
+    async def aset_client_secret(self, secret: str) -> Any:
+        answer = await self.aadmin(*self._client_secret(self.client_id, secret))
+        self.client["client_secret"] = secret
+        return answer
+
     def set_claims(self, login: str, claims: dict, password: str | None = None) -> Any:
         return self.admin(*self._set_claims(login, claims, password))
 

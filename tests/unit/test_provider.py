@@ -46,7 +46,9 @@ def clean(request):
             refresh_token_lifetime=86400,
             id_token_lifetime=3600,
             code_lifetime=60,
+            userinfo_only_claims=[],
         )
+        p.set_client_secret(DEFAULT_CONFIG["clients"][0]["client_secret"])
 
 
 def token_call(p: ProviderProcess, data: dict, basic: bool = True, secret: str | None = None):
@@ -90,7 +92,7 @@ def test_discovery_document(provider):
         "client_secret_post",
     ]
     assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
-    assert {"offline_access", "eduperson_entitlement", "voperson_id"} <= set(
+    assert {"offline_access", "eduperson_entitlement", "entitlements", "voperson_id"} <= set(
         doc["scopes_supported"]
     )
     assert {"eduperson_entitlement", "voperson_id", "sub"} <= set(doc["claims_supported"])
@@ -300,6 +302,53 @@ def test_claims_changed_at_run_time(provider):
     provider.set_claims("carol", {"voperson_id": "carol@egi.eu"}, password="pw")
     tokens = provider.login_tokens("carol", password="pw")
     assert verify_id_token(provider, tokens["id_token"])["voperson_id"] == "carol@egi.eu"
+
+
+def test_claims_only_in_userinfo_as_on_checkin(provider):
+    # Check-in puts entitlements and voperson_id in userinfo, never in the id_token
+    provider.settings(userinfo_only_claims=["eduperson_entitlement", "voperson_id"])
+    tokens = provider.login_tokens("alice")
+    claims = verify_id_token(provider, tokens["id_token"])
+    assert "eduperson_entitlement" not in claims and "voperson_id" not in claims
+    assert claims["sub"] and claims["email"] == "alice@example.org"
+    info = userinfo(provider, tokens["access_token"]).json()
+    assert info["eduperson_entitlement"] and info["voperson_id"] == "alice@egi.eu"
+    refreshed = refresh(provider, tokens["refresh_token"]).json()
+    assert "eduperson_entitlement" not in verify_id_token(provider, refreshed["id_token"])
+    with pytest.raises(RuntimeError, match="list of claim names"):
+        provider.settings(userinfo_only_claims="eduperson_entitlement")
+    with pytest.raises(RuntimeError, match="sub"):
+        provider.settings(userinfo_only_claims=["sub"])
+
+
+def test_entitlement_claim_names_of_demo_users():
+    from egi_notebooks.demo.provider.demo_users import demo_users
+
+    default = demo_users()["alice"]["claims"]
+    assert default["eduperson_entitlement"] and "entitlements" not in default
+    new = demo_users(entitlement_claims=["entitlements"])["alice"]["claims"]
+    assert new["entitlements"] == default["eduperson_entitlement"]
+    assert "eduperson_entitlement" not in new
+    both = demo_users(entitlement_claims=["eduperson_entitlement", "entitlements"])["bob"]
+    assert both["claims"]["eduperson_entitlement"] == both["claims"]["entitlements"]
+
+
+def test_client_secret_rotated_at_run_time(provider):
+    tokens = provider.login_tokens("alice")
+    old = provider.client_secret
+    provider.set_client_secret("rotated-secret")
+    assert provider.client_secret == "rotated-secret"
+    data = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    for basic in (True, False):
+        r = token_call(provider, data, basic=basic, secret=old)
+        assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    # refused client authentication does not spend the refresh token
+    r = token_call(provider, data, secret="rotated-secret")
+    assert r.status_code == 200, r.text
+    with pytest.raises(RuntimeError, match="client_secret"):
+        provider.admin("PATCH", f"/_admin/clients/{provider.client_id}", {"client_secret": ""})
+    with pytest.raises(RuntimeError, match="no client"):
+        provider.admin("PATCH", "/_admin/clients/nobody", {"client_secret": "x"})
 
 
 def test_end_session_redirects_only_to_registered_uris(provider):

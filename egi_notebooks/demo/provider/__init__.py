@@ -13,6 +13,7 @@ Configuration (JSON; ``clients`` and ``users`` are required, the rest optional):
      "id_token_lifetime": 3600,
      "code_lifetime": 60,                    # authorization codes
      "jwt_access_tokens": false,             # true: RS256 JWT access tokens (typ at+jwt)
+     "userinfo_only_claims": [],             # claims kept out of id_tokens (Check-in: entitlements)
      "admin_token": "...",                   # enables /_admin/ (absent: 404 there)
      "signing_key_file": "key.pem",          # RSA PEM; absent: a 2048-bit key made at start
      "clients": [{"client_id": "hub", "client_secret": "...",
@@ -21,6 +22,9 @@ Configuration (JSON; ``clients`` and ``users`` are required, the rest optional):
      "users": {"alice": {"password": "alice",
                          "claims": {"sub": "...", "voperson_id": "alice@egi.eu", ...}}}}
 
+Entitlements are whatever claims the users have: ``eduperson_entitlement``, its successor
+``entitlements``, both or neither (Check-in leaves the claim out when a user has none); the demo
+users (``demo_users.py``) carry ``eduperson_entitlement`` unless asked for other claim names.
 A user without ``sub`` gets a stable one derived from the login. Endpoints under the issuer
 (Keycloak paths): ``/.well-known/openid-configuration``, ``/protocol/openid-connect/auth``
 (login form), ``.../token`` (authorization_code with PKCE S256/plain, refresh_token with
@@ -35,10 +39,13 @@ Admin API (``Authorization: Bearer <admin_token>``), outside the issuer path:
 - ``GET|PUT|PATCH|DELETE /_admin/users/<login>``: PUT ``{"claims": {...}, "password": ...}``
   replaces the claims (``sub`` kept unless given) or creates the user (password required);
   PATCH merges claims (null removes one); DELETE removes the user and revokes its tokens.
+- ``PATCH /_admin/clients/<client_id>``: ``{"client_secret": ...}`` rotates the secret; a client
+  sending the old one gets ``invalid_client`` (issued tokens stay valid).
 - ``GET /_admin/tokens/<login>``: ``{"access": n, "refresh": n}`` live tokens.
 - ``GET /_admin/stats``, ``POST /_admin/stats/reset``: calls per endpoint, ``token`` per grant
   type, ``refresh_by_user``, ``invalid_grant``, ``faulted``.
-- ``GET|PUT /_admin/settings``: the lifetimes and ``jwt_access_tokens`` (for new tokens).
+- ``GET|PUT /_admin/settings``: the lifetimes, ``jwt_access_tokens`` and ``userinfo_only_claims``
+  (for new tokens).
 - ``GET|PUT /_admin/fault``: ``{"mode": "none"|"down"|"slow"|"garbage"|"html500", "delay": s,
   "endpoints": [...], "count": n}`` on the named OIDC endpoints (default all; never /_admin):
   ``down`` drops the connection unanswered, ``slow`` answers normally after ``delay``,

@@ -92,6 +92,21 @@ class UserHandler(AdminHandler):
         self.finish()
 
 
+class ClientHandler(AdminHandler):
+    def patch(self, client_id: str) -> None:
+        """Rotate the client secret (``{"client_secret": ...}``), as an operator would.
+
+        Clients still sending the old one get ``invalid_client``; tokens stay valid."""
+        client = self.provider.config.clients.get(client_id)
+        if client is None:
+            raise OAuthError(404, "not_found", f"no client {client_id!r}")
+        secret = self.json_body().get("client_secret")
+        if not isinstance(secret, str) or not secret:
+            raise OAuthError(400, "invalid_request", "client_secret must be a non-empty string")
+        client.client_secret = secret
+        self.write_json({"client_id": client_id})
+
+
 class UserTokensHandler(AdminHandler):
     def get(self, login: str) -> None:
         self.write_json(self.store.live_counts(login))
@@ -150,6 +165,7 @@ class FaultHandler(AdminHandler):
 def admin_routes() -> list[tuple[str, type[AdminHandler]]]:
     return [
         (r"/_admin/users/([^/]+)", UserHandler),
+        (r"/_admin/clients/([^/]+)", ClientHandler),
         (r"/_admin/tokens/([^/]+)", UserTokensHandler),
         (r"/_admin/stats", StatsHandler),
         (r"/_admin/stats/reset", StatsResetHandler),

@@ -15,7 +15,12 @@ SETTING_DEFAULTS: dict[str, Any] = {
     "id_token_lifetime": 3600,
     "code_lifetime": 60,
     "jwt_access_tokens": False,
+    # claims left out of id_tokens (userinfo still has them), as Check-in does with
+    # entitlements and voperson_id
+    "userinfo_only_claims": [],
 }
+# what makes an id_token an id_token: never left out
+PROTOCOL_CLAIMS = frozenset({"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce"})
 
 
 class ConfigError(ValueError):
@@ -55,6 +60,13 @@ def stable_sub(login: str) -> str:
 def check_setting(name: str, value: Any) -> Any:
     if name not in SETTING_DEFAULTS:
         raise ConfigError(f"unknown setting {name!r} (known: {', '.join(SETTING_DEFAULTS)})")
+    if name == "userinfo_only_claims":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{name} must be a list of claim names, not {value!r}")
+        protocol = sorted(PROTOCOL_CLAIMS & set(value))
+        if protocol:
+            raise ConfigError(f"{name}: {protocol} cannot be left out of id_tokens")
+        return list(value)
     if name == "jwt_access_tokens":
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, not {value!r}")

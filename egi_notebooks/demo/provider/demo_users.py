@@ -8,6 +8,7 @@ Each password is the login name.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from .config import stable_sub
@@ -28,7 +29,13 @@ DEMO_ENTITLEMENTS: dict[str, list[str]] = {
 }
 
 
-def demo_user(login: str, entitlements: list[str]) -> dict[str, Any]:
+# Check-in's claim for entitlements, and its successor (both may be released during the move)
+ENTITLEMENT_CLAIMS = ("eduperson_entitlement",)
+
+
+def demo_user(
+    login: str, entitlements: list[str], entitlement_claims: Sequence[str] = ENTITLEMENT_CLAIMS
+) -> dict[str, Any]:
     return {
         "password": login,
         "claims": {
@@ -38,14 +45,20 @@ def demo_user(login: str, entitlements: list[str]) -> dict[str, Any]:
             "name": login.capitalize(),
             "email": f"{login}@example.org",
             "email_verified": True,
-            "eduperson_entitlement": list(entitlements),
+            **{claim: list(entitlements) for claim in entitlement_claims},
         },
     }
 
 
-def demo_users() -> dict[str, dict[str, Any]]:
-    """A fresh copy each call: callers may change it."""
-    return {login: demo_user(login, ents) for login, ents in DEMO_ENTITLEMENTS.items()}
+def demo_users(entitlement_claims: Sequence[str] = ENTITLEMENT_CLAIMS) -> dict[str, dict[str, Any]]:
+    """A fresh copy each call: callers may change it.
+
+    ``entitlement_claims``: the claims that carry the entitlements (``eduperson_entitlement``,
+    ``entitlements`` or both)."""
+    return {
+        login: demo_user(login, ents, entitlement_claims)
+        for login, ents in DEMO_ENTITLEMENTS.items()
+    }
 
 
 def as_list(value: str | list[str] | tuple[str, ...]) -> list[str]:

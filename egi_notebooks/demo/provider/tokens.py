@@ -26,6 +26,7 @@ SCOPES_SUPPORTED = [
     "email",
     "offline_access",
     "eduperson_entitlement",
+    "entitlements",  # Check-in's successor of eduperson_entitlement (claim and scope)
     "voperson_id",
 ]
 # Codes stay known this long after expiry so that a late reuse still revokes the grant.
@@ -231,7 +232,8 @@ class TokenStore:
     def id_token(self, grant: Grant, now: float, nonce: str | None) -> str:
         # the user's CURRENT claims: tests change them at run time and expect the next token to tell
         user = self.config.users[grant.login]
-        claims = dict(user.claims)
+        hidden = set(self.settings["userinfo_only_claims"])
+        claims = {name: value for name, value in user.claims.items() if name not in hidden}
         claims.update(
             iss=self.issuer,
             aud=grant.client_id,
