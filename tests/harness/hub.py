@@ -65,6 +65,8 @@ class HubProcess:
         self.crypt_key = secrets.token_hex(32)
         self.log_path = self.workdir / "jupyterhub.log"
         self.child: ChildProcess | None = None
+        # argv run before the hub's own (e.g. ``unshare ...`` to give it a private /etc/hosts)
+        self.command_prefix: list[str] = []
 
     @property
     def url(self) -> str:
@@ -110,7 +112,7 @@ class HubProcess:
         env.update(self.env)
         self.child = ChildProcess(
             "jupyterhub",
-            [sys.executable, "-m", "jupyterhub", "-f", str(config_path)],
+            [*self.command_prefix, sys.executable, "-m", "jupyterhub", "-f", str(config_path)],
             self.log_path,
             env=env,
         ).start(cwd=self.workdir)
