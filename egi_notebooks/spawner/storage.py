@@ -16,6 +16,14 @@ EGISpawner are adopted, cheapest first:
    [--dry-run]``), after which step 3 finds them;
 4. only with ``legacy_claim_scan = True``: that list at every first spawn instead.
 
+A claim found by name is mounted only when its metadata names the user (its
+``hub.jupyter.org/username`` annotation is the username, or its ``egi.eu/user`` label is the
+user slug, and neither names someone else): kubespawner's "escape" scheme makes one user's
+legacy name another user's plain name (``alice.smith`` -> ``claim-alice-2esmith``, the as-is
+name of user ``alice-2esmith``). Otherwise the spawn is refused
+(:class:`ClaimOwnershipRefused`) and the operators' log says which claim and which users.
+Claims EGISpawner and kubespawner create carry both or the annotation, so they pass.
+
 Adopted names go into the spawner state, so later spawns make no storage calls at all.
 """
 
@@ -103,6 +111,72 @@ def _username_of(claim: Any) -> str | None:
     return ((claim.metadata.annotations or {}) if claim.metadata else {}).get(ann.USERNAME)
 
 
+def _slug_label_of(claim: Any) -> str | None:
+    return ((claim.metadata.labels or {}) if claim.metadata else {}).get(ann.USER_SLUG_LABEL)
+
+
+class ClaimOwnershipRefused(RuntimeError):
+    """A claim found under the user's name is not theirs; the message is for the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.jupyterhub_message = message
+
+
+def _owner(claim: Any, username: str) -> bool | None:
+    """True if the claim's metadata names ``username`` (and nobody else), False if it
+    names someone else, None if it names nobody."""
+    annotated, labelled = _username_of(claim), _slug_label_of(claim)
+    if annotated is None and labelled is None:
+        return None
+    return annotated in (None, username) and labelled in (None, user_slug(username))
+
+
+def check_claim_owner(claim: Any, namespace: str, username: str, log: Any) -> None:
+    """Raise :class:`ClaimOwnershipRefused` unless ``claim`` (found by name) is the user's."""
+    owned = _owner(claim, username)
+    if owned:
+        return
+    name = claim.metadata.name
+    if owned is False:
+        log.error(
+            "Refusing to mount claim %s/%s for user %r: its metadata names another user "
+            "(annotation %s=%r, label %s=%r, this user's slug %r). kubespawner's name "
+            "escaping makes one user's legacy claim name another user's plain name; give "
+            "the user a claim of their own (pvc_name_template) or correct the metadata.",
+            namespace,
+            name,
+            username,
+            ann.USERNAME,
+            _username_of(claim),
+            ann.USER_SLUG_LABEL,
+            _slug_label_of(claim),
+            user_slug(username),
+        )
+        raise ClaimOwnershipRefused(
+            "Your home volume could not be attached: the storage claim found under your "
+            "name belongs to another user. Please contact the operators of this service."
+        )
+    log.error(
+        "Refusing to mount claim %s/%s for user %r: it has neither the %s annotation nor "
+        "the %s label, so its owner is unknown. If it is this user's, annotate it "
+        "(kubectl -n %s annotate pvc %s %s=<username>) and the next spawn adopts it; "
+        "`egi-notebooks migrate-claims` then labels it as well.",
+        namespace,
+        name,
+        username,
+        ann.USERNAME,
+        ann.USER_SLUG_LABEL,
+        namespace,
+        name,
+        ann.USERNAME,
+    )
+    raise ClaimOwnershipRefused(
+        "Your home volume could not be attached: the storage claim found under your name "
+        "does not say which user it belongs to. Please contact the operators of this service."
+    )
+
+
 def _oldest(claims: list[Any]) -> str | None:
     if not claims:
         return None
@@ -125,18 +199,16 @@ async def find_home_claim(
 ) -> str | None:
     """The name of the user's existing home claim, or None (see the module docstring)."""
 
-    async def exists(claim_name: str) -> bool:
+    for candidate in dict.fromkeys([name, *legacy_names]):
         found = await call(
-            lambda: api.read_namespaced_persistent_volume_claim(claim_name, namespace),
-            f"look up storage claim {claim_name}",
+            lambda c=candidate: api.read_namespaced_persistent_volume_claim(c, namespace),
+            f"look up storage claim {candidate}",
             policy,
             log,
             accept=not_found_is_none,
         )
-        return found is not None
-
-    for candidate in dict.fromkeys([name, *legacy_names]):
-        if await exists(candidate):
+        if found is not None:
+            check_claim_owner(found, namespace, username, log)
             return candidate
     if not by_label:  # a per-server claim: the user's labelled claims are home claims
         return None
@@ -147,7 +219,7 @@ async def find_home_claim(
         policy,
         log,
     )
-    mine = [c for c in labelled.items if _username_of(c) in (None, username)]
+    mine = [c for c in labelled.items if _owner(c, username)]
     if found := _oldest(mine):
         return found
     if scan:
@@ -160,7 +232,9 @@ async def find_home_claim(
             policy,
             log,
         )
-        return _oldest([c for c in every.items if _username_of(c) == username])
+        return _oldest(
+            [c for c in every.items if _username_of(c) == username and _owner(c, username)]
+        )
     return None
 
 

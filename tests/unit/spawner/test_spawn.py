@@ -107,7 +107,9 @@ async def test_adopts_zero_to_jupyterhub_claim(cluster, make_spawner, username):
     from kubespawner.slugs import escape_slug
 
     legacy = f"claim-{escape_slug(username)}"
-    cluster.k8s.put_object("persistentvolumeclaims", {"metadata": {"name": legacy}}, "hub")
+    # kubespawner annotates every claim it creates with the username.
+    meta = {"name": legacy, "annotations": {ann.USERNAME: username}}
+    cluster.k8s.put_object("persistentvolumeclaims", {"metadata": meta}, "hub")
     spawner = make_spawner(name=username, pvc_name_template="claim-{user_slug}-new")
     await spawn(spawner)
     assert spawner.pvc_name == legacy
