@@ -150,8 +150,10 @@ class Probe:
             async with httpx.AsyncClient(headers=headers, timeout=5) as client:
                 response = await client.post(self.server_url.rstrip("/") + "/api/shutdown")
             if response.status_code != 200:
-                self.log.info("server shutdown request: HTTP %s (the hub stops it instead)",
-                              response.status_code)
+                self.log.info(
+                    "server shutdown request: HTTP %s (the hub stops it instead)",
+                    response.status_code,
+                )
         except httpx.HTTPError as e:
             self.log.info("server shutdown request failed (the hub stops it instead): %s", e)
 
@@ -181,8 +183,12 @@ class Probe:
             body = {"users": [self.config.user]}
             response = await self.hub.request("POST", f"{group}/users", json=body)
             if response.status_code == 404:
-                await self.hub.json("POST", group, ok=(201,), json=body)
-            elif response.status_code != 200:
+                response = await self.hub.request("POST", group, json=body)
+                if response.status_code == 409:
+                    # another status service (another probe user) created the group since
+                    # our 404: join it now that it exists
+                    response = await self.hub.request("POST", f"{group}/users", json=body)
+            if response.status_code not in (200, 201):
                 raise HubAPIError("POST", group, response.status_code, response.text[:200])
         return model or {}
 
@@ -193,7 +199,9 @@ class Probe:
         # the hub answers only after slow_spawn_timeout (10 s) or a failure: no retry on a
         # client timeout (a retried POST would race the first), the phase timeout bounds it
         response = await self.hub.request(
-            "POST", f"{self.user_path}/server", json=body,
+            "POST",
+            f"{self.user_path}/server",
+            json=body,
             timeout=self.config.timeouts.get("spawn", 600),
         )
         if response.status_code not in (201, 202):
@@ -272,9 +280,7 @@ class Probe:
         expected = self.config.expected_output.replace("{sha256}", checksum)
         output = await self.cell_output("execute", code)
         if expected and output != expected:
-            raise PhaseFailed(
-                "execute", f"unexpected output {output[:100]!r}, wanted {expected!r}"
-            )
+            raise PhaseFailed("execute", f"unexpected output {output[:100]!r}, wanted {expected!r}")
 
     async def check_tokens(self) -> None:
         if self.config.token_file:
@@ -313,8 +319,15 @@ class Probe:
         except PhaseFailed as e:
             self.log.error("probe run failed in phase %s: %s", e.phase, e.reason)
             where = f" (profile {profile})" if profile else ""
-            result = RunResult(started, time.time(), CRITICAL, f"{e.phase} failed{where}: "
-                               f"{e.reason}", dict(self.phases), e.phase, profile)
+            result = RunResult(
+                started,
+                time.time(),
+                CRITICAL,
+                f"{e.phase} failed{where}: {e.reason}",
+                dict(self.phases),
+                e.phase,
+                profile,
+            )
             await self.cleanup()
             return result
         finally:
