@@ -3,10 +3,17 @@
 A profile without either is offered to everyone; otherwise to users matching any listed
 pattern (``egi_notebooks.entitlements`` grammar). Membership comes from the auth_state the
 authenticator stores: ``entitlements`` (raw URNs) and ``vos`` (VO names).
+
+egi-notebooks-hub 1.0 profiles carry ``vo_claims`` instead: hub group names, which there were
+the raw values of the groups claim (full entitlement URNs on Check-in). They keep working:
+a full URN is read as an ``entitlements`` pattern (it then matches exactly that VO, group
+path, role and authority, as the 1.0 group-name comparison did), anything else as a VO name
+(``vos``). Each such profile is reported once per process with its replacement keys.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,11 +21,18 @@ from typing import Any
 from egi_notebooks.entitlements import (
     Entitlement,
     EntitlementPattern,
+    parse_entitlement,
     parse_entitlements,
     parse_pattern,
 )
 
 PATTERN_KEYS = ("vos", "entitlements")
+LEGACY_KEY = "vo_claims"  # egi-notebooks-hub 1.0
+
+log = logging.getLogger(__name__)
+# (profile name, vo_claims) already reported: the profile list is read at every form render
+# and spawn, the deprecation is said once per process.
+_warned_legacy: set[tuple[str, tuple[str, ...]]] = set()
 
 
 @dataclass(frozen=True)
@@ -53,19 +67,65 @@ class Membership:
         return plain and pattern.vo in self.vos
 
 
-def profile_patterns(profile: Mapping[str, Any]) -> list[EntitlementPattern]:
-    """The parsed ``vos`` + ``entitlements`` of a profile; ValueError names the profile."""
+def _as_list(values: Any) -> list:
+    if not values:
+        return []
+    return [values] if isinstance(values, str) else list(values)
+
+
+def split_vo_claims(values: Any) -> dict[str, list[str]]:
+    """1.0 ``vo_claims`` values by the key that means the same now: full entitlement URNs
+    under ``entitlements``, everything else (VO names) under ``vos``."""
+    split: dict[str, list[str]] = {"vos": [], "entitlements": []}
+    for value in _as_list(values):
+        urn = isinstance(value, str) and parse_entitlement(value.strip()) is not None
+        split["entitlements" if urn else "vos"].append(value)
+    return {key: found for key, found in split.items() if found}
+
+
+def _profile_name(profile: Mapping[str, Any]) -> str:
+    return str(profile.get("slug") or profile.get("display_name") or "")
+
+
+def _warn_legacy(profile: Mapping[str, Any], split: dict[str, list[str]], logger: Any) -> None:
+    name = _profile_name(profile)
+    key = (name, tuple(str(v) for v in _as_list(profile.get(LEGACY_KEY))))
+    if key in _warned_legacy:
+        return
+    _warned_legacy.add(key)
+    replacement = ", ".join(f"{k}: {v!r}" for k, v in split.items())
+    logger.warning(
+        "profile_list entry %r: %r (egi-notebooks-hub 1.0) is deprecated, read as %s;"
+        " rename the key",
+        name,
+        LEGACY_KEY,
+        replacement or "no restriction",
+    )
+
+
+def profile_patterns(
+    profile: Mapping[str, Any], logger: Any | None = None
+) -> list[EntitlementPattern]:
+    """The parsed ``vos`` + ``entitlements`` (+ 1.0 ``vo_claims``) of a profile; ValueError
+    names the profile. ``logger`` gets the one-time deprecation warning for ``vo_claims``."""
+    values_by_key = {key: _as_list(profile.get(key)) for key in PATTERN_KEYS}
+    if profile.get(LEGACY_KEY):
+        split = split_vo_claims(profile[LEGACY_KEY])
+        _warn_legacy(profile, split, logger or log)
+        for key, values in split.items():
+            values_by_key[key] = [*values_by_key[key], *values]
     patterns = []
-    for key in PATTERN_KEYS:
-        values = profile.get(key) or []
-        if isinstance(values, str):
-            values = [values]
+    for key, values in values_by_key.items():
         for value in values:
             try:
                 patterns.append(parse_pattern(value))
             except ValueError as exc:
-                name = profile.get("slug") or profile.get("display_name")
-                raise ValueError(f"profile_list entry {name!r}, {key}: {exc}") from None
+                source = (
+                    f"{key} (from {LEGACY_KEY})" if value not in _as_list(profile.get(key)) else key
+                )
+                raise ValueError(
+                    f"profile_list entry {_profile_name(profile)!r}, {source}: {exc}"
+                ) from None
     return patterns
 
 

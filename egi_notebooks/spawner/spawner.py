@@ -85,6 +85,16 @@ class EGISpawner(KubeSpawner):
         help="""Name of the per-user Secret holding access_token and id_token (never the
         refresh token). Fields: kubespawner's, plus {user_slug}, {user_server_slug}.""",
     )
+    legacy_token_secret_name_templates = List(
+        Unicode(),
+        ["access-token-{userid}"],
+        config=True,
+        help="""Token Secrets of earlier spawners (kubespawner templates; default:
+        egi-notebooks-hub 1.0's access-token-{userid}, {userid} being the hub user id),
+        deleted at a server's first start or stop with EGISpawner and when the user is
+        deleted, so that no stale token stays in the namespace. A name equal to the current
+        token_secret_name is never deleted (set both to reuse the old Secrets).""",
+    )
     token_mount_path = Unicode(
         "/var/run/secrets/egi.eu/",
         config=True,
@@ -198,6 +208,8 @@ class EGISpawner(KubeSpawner):
     _flavor: str | None = None
     _created_secret: bool = False
     _secret_write: asyncio.Future | None = None
+    _written_secret_name: str | None = None  # last token Secret written (state: renames)
+    _legacy_secrets_deleted: bool = False
 
     async def run_auth_state_hook(self, auth_state: dict | None) -> None:
         """Remember VO membership and the pod-visible tokens, then run the operator's hook."""
@@ -228,7 +240,8 @@ class EGISpawner(KubeSpawner):
         if callable(profiles):
             profiles = await _maybe_await(profiles(self))
         for profile in profiles or []:
-            profile_patterns(profile)  # a malformed pattern is an operator error: say which
+            # A malformed pattern is an operator error: say which. 1.0 vo_claims warn here.
+            profile_patterns(profile, self.log)
         return list(profiles or [])
 
     async def _check_profile(self) -> None:
@@ -270,7 +283,7 @@ class EGISpawner(KubeSpawner):
         # reflector start-up; get_pod_manifest waits for it, so the Secret still exists
         # before the pod is created. The claim must be settled here: kubespawner creates
         # its own claim right after this returns unless _pvc_exists is set.
-        self._secret_write = asyncio.ensure_future(self._write_token_secret(self._tokens or {}))
+        self._secret_write = asyncio.ensure_future(self._settle_token_secrets(self._tokens or {}))
         if self.storage_pvc_ensure:
             await self._ensure_home_claim()
 
@@ -314,7 +327,48 @@ class EGISpawner(KubeSpawner):
             self.api, self.namespace, manifest, self._policy, self.log
         )
         self._created_secret = self._created_secret or created
+        self._written_secret_name = manifest.metadata.name
         return created
+
+    async def _settle_token_secrets(self, data: dict[str, str]) -> bool:
+        stale = self._stale_token_secret_names()  # before the write records the new name
+        created = await self._write_token_secret(data)
+        await self._delete_stale_token_secrets(stale)
+        return created
+
+    def _stale_token_secret_names(self) -> list[str]:
+        """Token Secrets this server no longer uses: the earlier spawners' (until deleted
+        once) and the one last written under another name (a renamed user, a changed
+        template)."""
+        names = []
+        if not self._legacy_secrets_deleted:
+            names = [
+                self._expand_user_properties(t) for t in self.legacy_token_secret_name_templates
+            ]
+        if self._written_secret_name:
+            names.append(self._written_secret_name)
+        current = self.token_secret_name
+        return [
+            n
+            for n in dict.fromkeys(names)
+            if n != current and not self._token_secret_in_use_elsewhere(n)
+        ]
+
+    async def _delete_stale_token_secrets(self, names: list[str]) -> None:
+        """Delete ``names``; a failure is a warning (tried again at the next start or stop),
+        never a failed spawn."""
+        try:
+            for name in names:
+                await token_secret.delete_secret(
+                    self.api, self.namespace, name, self._policy, self.log
+                )
+                self.log.info("Deleted old token Secret %s of %s", name, self._log_name)
+        except Exception as e:
+            self.log.warning("Could not delete old token Secret of %s: %s", self._log_name, e)
+            return
+        self._legacy_secrets_deleted = True
+        if self._written_secret_name in names:
+            self._written_secret_name = None
 
     async def _token_secret_written(self) -> None:
         """Wait for the Secret write started by load_user_options (raises its error)."""
@@ -388,6 +442,10 @@ class EGISpawner(KubeSpawner):
         # The hub's server model carries the spawner state but not the pod: accounting
         # (with admin:server_state, not admin:auth_state) reads the annotations from here.
         state = super().get_state()
+        if self._written_secret_name:
+            state["token_secret_name"] = self._written_secret_name
+        if self._legacy_secrets_deleted:
+            state["legacy_token_secrets_deleted"] = True
         if self._membership.known or self._flavor:
             state["annotations"] = self.accounting_annotations()
         elif self._loaded_annotations:  # after a hub restart, before any auth_state
@@ -396,6 +454,10 @@ class EGISpawner(KubeSpawner):
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
+        self._written_secret_name = state.get("token_secret_name") or self._written_secret_name
+        self._legacy_secrets_deleted = bool(
+            state.get("legacy_token_secrets_deleted") or self._legacy_secrets_deleted
+        )
         annotations = state.get("annotations")
         self._loaded_annotations = dict(annotations) if isinstance(annotations, dict) else {}
 
@@ -421,17 +483,27 @@ class EGISpawner(KubeSpawner):
                     self.log.exception("Could not remove token Secret after failed spawn")
             raise
 
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now)
+        # A server started by an earlier spawner (pods outlive a hub upgrade) still had its
+        # old token Secret until now.
+        stale = self._stale_token_secret_names()
+        if stale:
+            await self._delete_stale_token_secrets(stale)
+
     # ----- deletion -----------------------------------------------------------------------
 
-    def _token_secret_in_use_elsewhere(self) -> bool:
-        """Whether another server of this user, running or starting, mounts our Secret."""
+    def _token_secret_in_use_elsewhere(self, name: str | None = None) -> bool:
+        """Whether another server of this user, running or starting, mounts the Secret
+        ``name`` (default: our current one)."""
+        name = name or self.token_secret_name
         for other in list(getattr(self.user, "spawners", {}).values()):
             if other is self or (getattr(other, "name", "") or "") == (self.name or ""):
                 continue
             if not isinstance(other, EGISpawner):
                 continue
             live = other.active or other.has_pod
-            if live and other.token_secret_name == self.token_secret_name:
+            if live and name in (other.token_secret_name, other._written_secret_name):
                 return True
         return False
 
@@ -448,6 +520,7 @@ class EGISpawner(KubeSpawner):
         """
         if not self._token_secret_in_use_elsewhere():
             await self.delete_token_secret()
+        await self._delete_stale_token_secrets(self._stale_token_secret_names())
         own_claim = not self.name or self.home_claim_per_server
         if not (self.delete_pvc and own_claim):
             self.log.info("Keeping claim %s of %s", self.pvc_name, self._log_name)
