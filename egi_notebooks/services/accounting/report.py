@@ -84,14 +84,31 @@ def per_vo(rows: list[UsageRow]) -> list[UsageRow]:
 
 
 FIELDS = ["vo", "user", "sessions", "wall_hours", "cpu_hours"]
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell that would start a formula gets a leading ``'``; numbers are kept.
+
+    Only text is touched: counts and hours are numbers (never negative, sessions are
+    clipped at zero), and a ``-`` there is a sign a spreadsheet must still read as one.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def to_csv(rows: list[UsageRow]) -> str:
+    """CSV for spreadsheets (RFC 4180): VO and user cells that would start a formula are
+    prefixed with ``'`` (:func:`spreadsheet_safe`); JSON keeps the data as is."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+    # With CRLF as the terminator the writer quotes any cell holding a lone CR, which
+    # spreadsheets would otherwise take for the end of the row.
+    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(asdict(row))
+        writer.writerow({k: spreadsheet_safe(v) for k, v in asdict(row).items()})
     return out.getvalue()
 
 
