@@ -136,6 +136,35 @@ def test_the_hub_loads_the_plugins_by_their_entry_point_names(venv):
     ]  # fmt: skip
 
 
+def test_the_upstream_methods_the_plugins_extend_exist_in_the_image_versions(venv):
+    # EGISpawner extends kubespawner's private _start; an override of a method the pinned
+    # release does not have would import fine and never be called
+    result = venv.script(
+        """
+        import inspect, re
+        from egi_notebooks.auth import EGICheckinAuthenticator
+        from egi_notebooks.auth.logout import EGILogoutHandler
+        from egi_notebooks.spawner import EGISpawner
+
+        missing, checked = [], []
+        for root in (EGICheckinAuthenticator, EGILogoutHandler, EGISpawner):
+            mro = root.__mro__
+            for i, cls in enumerate(mro):
+                if not cls.__module__.startswith("egi_notebooks."):
+                    continue  # ours and our mixins, in the order the hub resolves them
+                for name in sorted(set(re.findall(r"super\\(\\)\\.(\\w+)",
+                                                  inspect.getsource(cls)))):
+                    checked.append(f"{cls.__name__}.{name}")
+                    if not any(name in vars(base) for base in mro[i + 1:]):
+                        missing.append(f"{cls.__name__}.{name}")
+        print(" ".join(checked))
+        assert not missing, missing
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "EGISpawner._start" in result.stdout.split()
+
+
 def test_every_module_imports_with_the_image_versions(venv):
     # configuration scripts (the demo's jupyterhub_config, alembic's env) only run inside
     # their host program; __main__ modules parse the command line at import
