@@ -21,6 +21,9 @@ import httpx
 from .results import EXIT_CODES, UNKNOWN
 
 DEFAULT_MAX_AGE_FACTOR = 2
+#: Seconds after which a result is stale when the body names no usable ``interval``
+#: (twice the status service's default interval of 3600 s); ``--default-max-age``.
+DEFAULT_MAX_AGE = 2 * 3600.0
 
 
 def status_url(url: str) -> str:
@@ -57,8 +60,25 @@ def _num(value: Any) -> str:
     return "" if value is None else f"{float(value):g}"
 
 
-def evaluate(body: Any, max_age: float | None = None, now: float | None = None) -> tuple[int, str]:
-    """(exit code, output line) for a decoded ``status.json`` body."""
+def _interval(body: dict[str, Any]) -> float | None:
+    try:
+        interval = float(body.get("interval"))
+    except (TypeError, ValueError):
+        return None
+    return interval if interval > 0 else None
+
+
+def evaluate(
+    body: Any,
+    max_age: float | None = None,
+    now: float | None = None,
+    default_max_age: float = DEFAULT_MAX_AGE,
+) -> tuple[int, str]:
+    """(exit code, output line) for a decoded ``status.json`` body.
+
+    A result is stale after ``max_age`` seconds, else after twice the body's ``interval``,
+    else after ``default_max_age``: a verdict that cannot be dated is never trusted.
+    """
     if not isinstance(body, dict) or "code" not in body or "msg" not in body:
         return EXIT_CODES[UNKNOWN], "UNKNOWN - status service answered without code/msg"
     code = str(body["code"]).upper()
@@ -68,15 +88,17 @@ def evaluate(body: Any, max_age: float | None = None, now: float | None = None) 
     # the service marks stale results itself; check again here in case the service
     # is an older one, or its clock/scheduler is stuck
     finished = body.get("time")
-    if code != UNKNOWN and finished is not None:
+    if code != UNKNOWN and finished is None:
+        return EXIT_CODES[UNKNOWN], f"UNKNOWN - status service sent no time; it said {message}"
+    if code != UNKNOWN:
         try:
             age = (time.time() if now is None else now) - float(finished)
         except (TypeError, ValueError):
             return EXIT_CODES[UNKNOWN], "UNKNOWN - status service sent an invalid time"
         if max_age is None:
-            interval = body.get("interval")
-            max_age = DEFAULT_MAX_AGE_FACTOR * float(interval) if interval else None
-        if max_age is not None and age > max_age:
+            interval = _interval(body)
+            max_age = DEFAULT_MAX_AGE_FACTOR * interval if interval else default_max_age
+        if age > max_age:
             code = UNKNOWN
             message = f"stale result: last probe run {age:.0f}s ago; it said {message}"
     line = f"{code} - {message}"
@@ -89,7 +111,12 @@ def evaluate(body: Any, max_age: float | None = None, now: float | None = None) 
     return EXIT_CODES[code], line
 
 
-def check(url: str, timeout: float = 10, max_age: float | None = None) -> tuple[int, str]:
+def check(
+    url: str,
+    timeout: float = 10,
+    max_age: float | None = None,
+    default_max_age: float = DEFAULT_MAX_AGE,
+) -> tuple[int, str]:
     target = status_url(url)
 
     async def fetch() -> httpx.Response:
@@ -112,7 +139,7 @@ def check(url: str, timeout: float = 10, max_age: float | None = None) -> tuple[
         body = response.json()
     except ValueError:
         return EXIT_CODES[UNKNOWN], "UNKNOWN - status service answered with invalid JSON"
-    return evaluate(body, max_age=max_age)
+    return evaluate(body, max_age=max_age, default_max_age=default_max_age)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -120,20 +147,41 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="egi-notebooks check-status",
         description="Nagios/ARGO plugin: read the EGI Notebooks status service.",
     )
-    parser.add_argument("url", help="URL of the status service (…/services/status/) "
-                        "or of its status.json")
-    parser.add_argument("-t", "--timeout", type=float, default=10,
-                        help="seconds before giving up on the service (default 10)")
-    parser.add_argument("--max-age", type=float, default=None,
-                        help="seconds after which a result is stale (default: 2 x the "
-                        "service's interval)")
+    parser.add_argument(
+        "url", help="URL of the status service (…/services/status/) or of its status.json"
+    )
+    parser.add_argument(
+        "-t",
+        "--timeout",
+        type=float,
+        default=10,
+        help="seconds before giving up on the service (default 10)",
+    )
+    parser.add_argument(
+        "--max-age",
+        type=float,
+        default=None,
+        help="seconds after which a result is stale (default: 2 x the service's interval)",
+    )
+    parser.add_argument(
+        "--default-max-age",
+        type=float,
+        default=DEFAULT_MAX_AGE,
+        help="seconds after which a result is stale when the service "
+        f"does not send its interval (default {DEFAULT_MAX_AGE:g})",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        code, line = check(args.url, timeout=args.timeout, max_age=args.max_age)
+        code, line = check(
+            args.url,
+            timeout=args.timeout,
+            max_age=args.max_age,
+            default_max_age=args.default_max_age,
+        )
     except Exception as e:  # a plugin that crashes reports nothing useful to Nagios
         code, line = EXIT_CODES[UNKNOWN], f"UNKNOWN - check-status failed: {_clean(repr(e))}"
     print(line)
