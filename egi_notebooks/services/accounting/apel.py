@@ -59,6 +59,8 @@ FIELDS = (
 )
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
+# APEL's loader splits a message on every "%%", wherever it is, not only on separator lines.
+_SEPARATOR_RUN = re.compile(r"%{2,}")
 
 # the columns a record needs (selected as plain rows: no ORM objects while streaming)
 COLUMNS = (
@@ -89,14 +91,16 @@ _PRECLEANED = frozenset(
 
 
 def clean(value: object) -> str:
-    """One line, no control characters: a value can never inject a field or a separator."""
+    """One line, no control characters and no ``%%`` anywhere (a run of ``%`` becomes one):
+    a value can never inject a field or a record separator."""
     if isinstance(value, int):
         return str(value)
     text = str(value)
     if not text.isprintable():  # fast path: most values are plain
         text = _UNSAFE.sub(" ", text)
-    text = text.strip()
-    return "NULL" if text == SEPARATOR else text
+    if SEPARATOR in text:
+        text = _SEPARATOR_RUN.sub("%", text)
+    return text.strip()
 
 
 def _gb(value: int | None) -> int | None:

@@ -42,6 +42,7 @@ def parse_message(text: str) -> list[dict]:
         match = LINE.match(line)
         assert match, f"not a 'Key: value' line: {line!r}"
         key, value = match.groups()
+        assert "%%" not in value, f"APEL splits records at the %% in {key}: {value!r}"
         assert key in KNOWN, f"unknown field {key}"
         assert key not in current, f"repeated field {key}"
         current[key] = value
