@@ -143,7 +143,9 @@ class AccountingApp(DatabaseMixin, HubServiceApp):
             self.exit(2)
         self.engine, self.sessions = db.open_database(self.db_url)
         self.store = Store(self.sessions)
-        self._last_apel = 0.0
+        # None until the first export: time.monotonic() counts from boot, so comparing it
+        # with 0 would hold the first export back for apel_interval after the host boots.
+        self._last_apel: float | None = None
 
     async def cycle(self, hub) -> None:
         """One round; each step isolated so that one failing system never stops the others."""
@@ -153,7 +155,7 @@ class AccountingApp(DatabaseMixin, HubServiceApp):
             # an incomplete answer closes nothing: the next complete poll reconciles
             self.log.error("poll of the hub failed, sessions unchanged: %s", e)
         await self.after_poll()
-        if self.spool_dir and time.monotonic() - self._last_apel >= self.apel_interval:
+        if self.spool_dir and self._apel_due():
             from .dirq_queue import OutgoingQueue
 
             try:
@@ -168,6 +170,11 @@ class AccountingApp(DatabaseMixin, HubServiceApp):
                     await self.ams.send_queue(queue)
             except Exception as e:
                 self.log.error("APEL output failed, retried next cycle: %s", e)
+
+    def _apel_due(self) -> bool:
+        """At the first cycle, then every ``apel_interval`` after the last export."""
+        last = self._last_apel
+        return last is None or time.monotonic() - last >= self.apel_interval
 
     async def after_poll(self) -> None:
         """The optional steps: usage from Prometheus, daily hours to EOSC."""
