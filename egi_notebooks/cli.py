@@ -29,6 +29,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "main",
         "label the older egi-notebooks-hub claims for EGISpawner",
     ),
+    "migrate-users": (
+        "egi_notebooks.migrate_users",
+        "main",
+        "rename egi-notebooks-hub 1.0 users to their voperson_id (dry run unless --apply)",
+    ),
     "provider": (
         "egi_notebooks.demo.provider",
         "main",
