@@ -9,10 +9,12 @@ instead of replacing them, so operators' own entries survive::
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
 from .auth.token_api import ACCESS_TOKENS_SCOPE, ACCESS_TOKENS_SCOPE_DESCRIPTION
+from .services.accounting import VO_PRIORITY_ENV
 from .services.status import DEFAULT_PROBE_USER, PROBE_GROUP
 from .services.tokens import TOKEN_SCOPE, TOKEN_SCOPE_DESCRIPTION
 
@@ -173,8 +175,16 @@ def add_accounting_service(
     read-only role. ``args`` carry the rest of its configuration
     (``--ApelRenderer.site_name=...``, ``--spool-dir=...``, ``--config=/etc/...py``); the
     database URL is given here so that it is never forgotten (PostgreSQL in production).
-    ``bind_url`` and ``environment``: as for :func:`add_tokens_service`."""
+    ``bind_url`` and ``environment``: as for :func:`add_tokens_service`.
+    ``EGICheckinAuthenticator.vo_priority``, when set in ``c`` before this call, becomes the
+    default of the service's ``Collector.vo_priority``."""
     command = service_command("accounting", f"--db-url={db_url}", *args)
+    auth = c["EGICheckinAuthenticator"] if "EGICheckinAuthenticator" in c else {}
+    if auth.get("vo_priority") and VO_PRIORITY_ENV not in (environment or {}):
+        environment = {
+            **(environment or {}),
+            VO_PRIORITY_ENV: json.dumps(list(auth["vo_priority"])),
+        }
     service = _service(name, url, command, "AccountingApp", bind_url, environment)
     if oauth_no_confirm:
         service["oauth_no_confirm"] = True  # the admin view: no consent page for admins

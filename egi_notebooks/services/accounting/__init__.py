@@ -6,3 +6,8 @@ usage from Prometheus (``prometheus.py``), writes APEL cloud usage records v0.4 
 queue for ``ssmsend`` (``apel.py``, ``dirq_queue.py``) or sends them to ARGO AMS (``ams.py``),
 pushes daily hours to EOSC (``eosc.py``) and serves an admin view (``web.py``).
 """
+
+#: Environment variable carrying the hub's ``EGICheckinAuthenticator.vo_priority`` (a JSON list)
+#: to the accounting service, the default of ``Collector.vo_priority``: one setting for both.
+#: Kept here, not in ``collector.py``, so the hub configuration imports no database modules.
+VO_PRIORITY_ENV = "EGI_NOTEBOOKS_VO_PRIORITY"

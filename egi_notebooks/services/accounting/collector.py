@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from datetime import datetime
 
-from traitlets import Dict, Float, Integer, List, Unicode
+from traitlets import Dict, Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..hub import HubClient
+from . import VO_PRIORITY_ENV
 from .sources import (
     FLAVOR_ANNOTATION,
     PRIMARY_VO_ANNOTATION,
@@ -79,8 +82,24 @@ class Collector(LoggingConfigurable):
         Unicode(),
         config=True,
         help="VOs in order of preference when a session's primary VO comes from the user's "
-        "hub groups (set it like EGICheckinAuthenticator.vo_priority).",
+        "hub groups. Default: EGICheckinAuthenticator.vo_priority of the hub configuration "
+        f"(add_accounting_service passes it in ${VO_PRIORITY_ENV}), so it is set once; set "
+        "this only to make accounting differ.",
     )
+
+    @default("vo_priority")
+    def _default_vo_priority(self) -> list[str]:
+        raw = os.environ.get(VO_PRIORITY_ENV)
+        if not raw:
+            return []
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.log.warning("Ignoring $%s: not a JSON list of VO names", VO_PRIORITY_ENV)
+            return []
+        return value
 
     def is_excluded(self, user: dict) -> bool:
         if user.get("name") in self.excluded_users:
