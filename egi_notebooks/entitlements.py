@@ -19,7 +19,7 @@ accounting all import it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -29,6 +29,7 @@ __all__ = [
     "parse_entitlement",
     "parse_pattern",
     "parse_entitlements",
+    "entitlements_of",
     "vos_of",
     "matches_any",
     "choose_primary_vo",
@@ -36,6 +37,8 @@ __all__ = [
 
 # Long enough for any real entitlement; longer strings are junk and are skipped.
 MAX_ENTITLEMENT_LENGTH = 1024
+# Far more than any real user has (tens); the rest of a longer claim value is ignored.
+MAX_ENTITLEMENTS = 20_000
 _GROUP_MARKER = ":group:"
 
 
@@ -140,22 +143,38 @@ def parse_pattern(pattern: str) -> EntitlementPattern:
     components, role = _split_path(pattern)
     if not components or any(not c for c in components) or any("=" in c for c in components):
         raise ValueError(
-            f"malformed entitlement pattern {pattern!r}"
-            " (expected <vo>[:<group>...][:role=<role>])"
+            f"malformed entitlement pattern {pattern!r} (expected <vo>[:<group>...][:role=<role>])"
         )
-    return EntitlementPattern(
-        vo=components[0], groups=components[1:], role=role, source=pattern
-    )
+    return EntitlementPattern(vo=components[0], groups=components[1:], role=role, source=pattern)
 
 
-def parse_entitlements(values: object) -> list[Entitlement]:
-    """Parse a claim value (a list, or a single string) into entitlements, skipping junk."""
+def parse_entitlements(values: object, limit: int = MAX_ENTITLEMENTS) -> list[Entitlement]:
+    """Parse a claim value (a list, or a single string) into entitlements, skipping junk.
+
+    At most ``limit`` values are looked at: a provider's answer may be anything.
+    """
     if isinstance(values, str):
         values = [values]
     if not isinstance(values, list | tuple):
         return []
-    parsed = (parse_entitlement(v) for v in values)
+    parsed = (parse_entitlement(v) for v in values[:limit])
     return [e for e in parsed if e is not None]
+
+
+def entitlements_of(
+    claims: Mapping[str, object], names: Iterable[str], limit: int = MAX_ENTITLEMENTS
+) -> list[Entitlement]:
+    """The entitlements in the claims ``names`` together: in order, without duplicates.
+
+    A claim that is absent or not a list (or string) contributes nothing.
+    """
+    found: dict[Entitlement, None] = {}
+    for name in names:
+        for entitlement in parse_entitlements(claims.get(name), limit - len(found)):
+            found.setdefault(entitlement, None)
+        if len(found) >= limit:
+            break
+    return list(found)
 
 
 def vos_of(entitlements: Iterable[Entitlement]) -> list[str]:

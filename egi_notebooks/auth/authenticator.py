@@ -23,8 +23,8 @@ from traitlets import Bool, Enum, Float, Integer, List, Set, Unicode, default, o
 
 from ..entitlements import (
     choose_primary_vo,
+    entitlements_of,
     matches_any,
-    parse_entitlements,
     parse_pattern,
     vos_of,
 )
@@ -32,11 +32,20 @@ from .background import BackgroundRefresher
 from .discovery import DiscoveryError, IdTokenError, OIDCMetadata
 from .login import EGILoginHandler, nonce_from_state_cookie
 from .logout import EGILogoutHandler, LogoutMixin
-from .refresh import InvalidGrant, ProviderError, SingleFlight, compute_expiry, parse_token_response
+from .refresh import (
+    ClientAuthError,
+    InvalidGrant,
+    ProviderError,
+    SingleFlight,
+    compute_expiry,
+    parse_token_response,
+)
 from .refresh_flow import RefreshMixin
 from .token_api import ACCESS_TOKEN_PATH, AccessTokenAPIHandler
 
 CHECKIN_HOSTS = ("aai.egi.eu", "aai-demo.egi.eu", "aai-dev.egi.eu")
+# `eduperson_entitlement`, not its successor `entitlements`: Check-in refuses a scope that is
+# not registered for the client (invalid_scope), and existing clients have only the old one.
 CHECKIN_SCOPE = [
     "openid",
     "profile",
@@ -45,6 +54,8 @@ CHECKIN_SCOPE = [
     "eduperson_entitlement",
     "voperson_id",
 ]
+# Check-in's entitlement claim and its successor, released side by side during the move
+ENTITLEMENT_CLAIMS = ["eduperson_entitlement", "entitlements"]
 # traits filled from discovery unless the operator set them
 DISCOVERED_URLS = {
     "authorize_url": "authorization_endpoint",
@@ -63,7 +74,7 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
     checkin_host = Unicode(
         "aai.egi.eu",
         config=True,
-        help=f"""EGI Check-in instance: one of {', '.join(CHECKIN_HOSTS)}.
+        help=f"""EGI Check-in instance: one of {", ".join(CHECKIN_HOSTS)}.
         The issuer is ``https://{{checkin_host}}/auth/realms/egi``. Ignored when
         ``oidc_issuer`` is set.""",
     )
@@ -101,10 +112,24 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
         help="""Claims tried in order when ``username_claim`` (a string) is absent.
         There is no anonymous fallback: without any of them the login is refused.""",
     )
-    entitlements_claim = Unicode(
-        "eduperson_entitlement",
+    entitlements_claims = List(
+        Unicode(),
+        ENTITLEMENT_CLAIMS,
+        minlen=1,
         config=True,
-        help="Claim that holds the AARC-G002 entitlements (VO memberships and roles).",
+        help="""Claims that hold the AARC-G002 entitlements (VO memberships and roles); their
+        values are united (order kept, duplicates dropped). Default: Check-in's
+        ``eduperson_entitlement`` and its successor ``entitlements``. A claim the provider
+        leaves out counts as no entitlements: Check-in sends no entitlement claim at all to a
+        user who has none. The claims are released only for the matching scopes in
+        ``scope``.""",
+    )
+    entitlements_claim = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="""Deprecated: use ``entitlements_claims`` (a list). When set, its one claim
+        replaces ``entitlements_claims`` (unless that is set too), with a warning.""",
     )
     allowed_vos = Set(
         Unicode(),
@@ -146,8 +171,21 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
         ["auto", "always", "never"],
         "auto",
         config=True,
-        help="""Where refreshed claims come from. ``auto``: the verified id_token of the
-        refresh response when it carries the entitlements claim, else the userinfo endpoint.""",
+        help="""Where refreshed claims come from; they replace the stored ones, so a claim
+        the answer leaves out is gone (a user without entitlement claims has no VO).
+        ``auto``: the verified id_token of the refresh response when it carries one of
+        ``entitlements_claims``, else the userinfo endpoint (Check-in puts entitlements only
+        in userinfo). ``always``: the userinfo endpoint. ``never``: the verified id_token only;
+        only for a provider whose id_tokens carry the entitlements (on Check-in every user
+        would lose every VO), and without an id_token nothing is re-checked.""",
+    )
+    client_error_log_interval = Float(
+        300,
+        config=True,
+        help="""Seconds between two log errors about the hub's own client credentials being
+        refused (``invalid_client``, ``unauthorized_client``: a wrong or rotated
+        ``client_secret``). Such a refusal is never blamed on users: sessions and refresh
+        tokens are kept.""",
     )
 
     background_refresh = Bool(
@@ -196,6 +234,8 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
 
     @default("scope")
     def _default_scope(self) -> list[str]:
+        # the upstream trait's help cannot say it: the list must match the client's
+        # registration (see the reference documentation)
         return list(CHECKIN_SCOPE)
 
     @default("username_claim")
@@ -209,6 +249,13 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
     @default("manage_groups")
     def _default_manage_groups(self) -> bool:
         return True
+
+    _entitlements_claims_configured = False
+
+    @observe("entitlements_claims")
+    def _entitlements_claims_changed(self, change: dict) -> None:
+        # observers see configured values, never defaults: tells the two apart
+        self._entitlements_claims_configured = True
 
     @default("basic_auth")
     def _default_basic_auth(self) -> bool:
@@ -233,6 +280,8 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._use_deprecated_entitlements_claim()
+        self._client_error_logged_at: float | None = None
         self._explicit_urls = {name for name in DISCOVERED_URLS if getattr(self, name)}
         self._single_flight = SingleFlight()
         self._provider_warned: set[str] = set()
@@ -244,6 +293,27 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
             backoff=self.discovery_backoff,
         )
         self.check_configuration()
+
+    def _use_deprecated_entitlements_claim(self) -> None:
+        old = self.entitlements_claim
+        if old is None:
+            return
+        name = type(self).__name__
+        if self._entitlements_claims_configured and self.entitlements_claims != [old]:
+            self.log.warning(
+                "%s.entitlements_claim is deprecated and ignored: entitlements_claims = %r is set",
+                name,
+                self.entitlements_claims,
+            )
+            return
+        self.log.warning(
+            "%s.entitlements_claim is deprecated: use %s.entitlements_claims = [%r]"
+            " (the default reads both eduperson_entitlement and entitlements)",
+            name,
+            name,
+            old,
+        )
+        self.entitlements_claims = [old]
 
     def check_configuration(self) -> None:
         """Configuration errors found at start-up, each in one line naming the trait."""
@@ -364,6 +434,11 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
             token_info = await self.post_token_endpoint(params)
         except DiscoveryError as e:
             raise web.HTTPError(503, f"{self.login_service} cannot be reached right now.") from e
+        except ClientAuthError as e:
+            self.log_client_rejected(e)
+            raise web.HTTPError(
+                503, f"Sign-in with {self.login_service} is misconfigured; contact the operators."
+            ) from e
         except ProviderError as e:
             self.log.error("Login failed at the token endpoint: %s", e)
             raise web.HTTPError(503, f"{self.login_service} did not answer; try again.") from e
@@ -434,7 +509,7 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
         claims = auth_state.get(self.user_auth_state_key) or {}
         if not isinstance(claims, dict):
             return []
-        return parse_entitlements(claims.get(self.entitlements_claim))
+        return entitlements_of(claims, self.entitlements_claims)
 
     async def update_auth_model(self, auth_model: dict[str, Any]) -> dict[str, Any]:
         """Record VOs, primary VO and entitlements in auth_state; admin from entitlements."""

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .refresh import needs_refresh, refresh_due_at
+from .refresh_flow import apply_auth_model
 
 if TYPE_CHECKING:
     from .authenticator import EGICheckinAuthenticator
@@ -125,12 +126,5 @@ class BackgroundRefresher:
 
     async def apply(self, user: Any, result: Any) -> None:
         """Admin and group changes a background refresh found, as a request would apply them."""
-        if not isinstance(result, dict):
-            return
-        admin = result.get("admin")
-        if admin is not None and admin != user.admin:
-            user.admin = admin
-            self.app.db.commit()
-        groups = result.get("groups")
-        if groups is not None and self.authenticator.manage_groups:
-            user.sync_groups(groups)
+        if isinstance(result, dict):
+            apply_auth_model(user, result, self.authenticator.manage_groups)

@@ -29,6 +29,14 @@ class InvalidGrant(Exception):
     """The provider refused the refresh token: the user must log in again."""
 
 
+class ClientAuthError(ProviderError):
+    """The provider refused the hub itself (``invalid_client``, ``unauthorized_client``).
+
+    The operator's error (wrong or rotated client secret, client registration lacking a grant
+    type), not the user's: their sessions and refresh tokens stay, as when the provider is down.
+    """
+
+
 def jwt_exp(token: object) -> float | None:
     """``exp`` of a JWT access token, read without verification (only to schedule refresh)."""
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 64_000:
@@ -91,6 +99,10 @@ def access_token_valid(auth_state: dict[str, Any], now: float | None = None) -> 
     return isinstance(expires_at, int | float) and now < expires_at
 
 
+# RFC 6749 §5.2: the client's authentication failed, or the client may not use this grant type
+CLIENT_ERRORS = ("invalid_client", "unauthorized_client")
+
+
 def parse_token_response(status: int, body: bytes, content_type: str = "") -> dict[str, Any]:
     """Classify a token-endpoint answer; never puts token values into exception messages."""
     try:
@@ -103,8 +115,10 @@ def parse_token_response(status: int, body: bytes, content_type: str = "") -> di
         raise ProviderError(f"token endpoint answered 200 without usable JSON ({content_type})")
     if status in (400, 401) and isinstance(data, dict):
         error = data.get("error")
-        if error in ("invalid_grant", "unauthorized_client", "invalid_client"):
+        if error == "invalid_grant":
             raise InvalidGrant(str(error))
+        if error in CLIENT_ERRORS:
+            raise ClientAuthError(str(error))
         raise ProviderError(f"token endpoint answered HTTP {status} error={str(error)[:64]!r}")
     raise ProviderError(f"token endpoint answered HTTP {status} ({content_type or 'no type'})")
 

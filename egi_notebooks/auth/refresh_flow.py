@@ -6,12 +6,52 @@ refresh grant that it, the background refresher and the access-token endpoint sh
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from jupyterhub import roles
+from jupyterhub.utils import new_token
 from tornado import web
 
 from .discovery import DiscoveryError, IdTokenError
-from .refresh import InvalidGrant, ProviderError, access_token_valid, needs_refresh
+from .refresh import (
+    ClientAuthError,
+    InvalidGrant,
+    ProviderError,
+    access_token_valid,
+    needs_refresh,
+)
+
+
+def apply_auth_model(user: Any, auth_model: dict[str, Any], manage_groups: bool) -> None:
+    """Admin status and groups of ``auth_model`` on the hub user, as a login applies them.
+
+    For refreshes the hub does not apply itself: background ones, and those that end the
+    user's authorization (``refresh_user`` then returns False and the hub applies nothing).
+    """
+    if getattr(user, "orm_user", None) is None:
+        return  # not a hub user (tests, a refresh outside the hub)
+    admin = auth_model.get("admin")
+    if admin is not None and admin != user.admin:
+        user.admin = admin
+        # the admin role, not the column, is what grants the permissions
+        roles.assign_default_roles(user.db, entity=user)
+        user.db.commit()
+    groups = auth_model.get("groups")
+    if manage_groups and groups is not None:
+        user.sync_groups(groups)
+
+
+def end_hub_login(user: Any) -> None:
+    """Invalidate the user's hub login cookies: their next page asks for a login.
+
+    Without it a browser session outlives a background refresh that ended the user's
+    authorization by up to ``auth_refresh_age``: only then does the hub call refresh_user.
+    """
+    if getattr(user, "orm_user", None) is None:
+        return
+    user.cookie_id = new_token()  # login cookies carry the old one
+    user.db.commit()
 
 
 class RefreshMixin:
@@ -55,15 +95,45 @@ class RefreshMixin:
             except InvalidGrant as e:
                 self.log.info("Refresh token of %s refused (%s): login required", user.name, e)
                 return False
+            except ClientAuthError as e:
+                self.log_client_rejected(e)
+                # the stored tokens stay: they work again once the operator fixes the client
+                return access_token_valid(auth_state)
             except (ProviderError, DiscoveryError, IdTokenError, web.HTTPError) as e:
                 return self.on_refresh_unavailable(user, auth_state, e)
             self._provider_warned.discard(user.name)
             if not await self.is_still_authorized(user.name, auth_model):
                 await self.drop_authorization(user, auth_model["auth_state"])
+                # returning False makes the hub apply nothing: VO groups and admin go now
+                apply_auth_model(user, auth_model, self.manage_groups)
+                end_hub_login(user)
                 return False
             await user.save_auth_state(auth_model["auth_state"])
             await self.on_tokens_refreshed(user, auth_model["auth_state"])
             return auth_model
+
+    def log_client_rejected(self, error: Exception) -> None:
+        """One error per ``client_error_log_interval``: the hub's client credentials are wrong.
+
+        Every user's refresh fails the same way, so one line for all of them (never the secret).
+        """
+        now = time.monotonic()
+        last = self._client_error_logged_at
+        if last is not None and now - last < self.client_error_log_interval:
+            return
+        self._client_error_logged_at = now
+        self.log.error(
+            "%s refused the hub's client credentials (%s): check %s.client_id (%r) and"
+            " client_secret (wrong, or rotated at the provider), and that the client may use"
+            " the refresh_token grant. Sessions and refresh tokens are kept and refreshes are"
+            " retried; a user must log in again once their access token expires."
+            " (logged at most every %.0f s)",
+            self.login_service,
+            error,
+            type(self).__name__,
+            self.client_id,
+            self.client_error_log_interval,
+        )
 
     def on_refresh_unavailable(self, user: Any, auth_state: dict, error: Exception) -> bool:
         """The provider could not refresh: keep the session while the access token is valid."""
@@ -82,8 +152,13 @@ class RefreshMixin:
         self, user: Any, auth_state: dict[str, Any], token_info: dict[str, Any]
     ) -> dict[str, Any]:
         new_state = dict(auth_state)  # keys other code added survive
-        claims = dict(auth_state.get(self.user_auth_state_key) or {})
-        claims.update(await self.claims_after_refresh(token_info))
+        fresh = await self.claims_after_refresh(token_info)
+        if fresh is None:  # nothing fresh to go by (userinfo_on_refresh = never, no id_token)
+            claims = dict(auth_state.get(self.user_auth_state_key) or {})
+        else:
+            # the verified answer is authoritative: a claim it leaves out is gone (Check-in
+            # sends no entitlement claim at all to a user who has none left)
+            claims = dict(fresh)
         # no rotation / no id_token in the response: keep the previous ones
         token_info = dict(token_info)
         for key in ("refresh_token", "id_token"):
@@ -111,14 +186,20 @@ class RefreshMixin:
             auth_model = await self._apply_managed_groups(auth_model)
         return auth_model
 
-    async def claims_after_refresh(self, token_info: dict[str, Any]) -> dict[str, Any]:
-        """Current claims: the refresh response's id_token, else userinfo (userinfo_on_refresh)."""
-        if self.userinfo_on_refresh != "always" and token_info.get("id_token"):
-            claims = await self.check_id_token(token_info) if self.verify_id_token else {}
-            if self.entitlements_claim in claims or self.userinfo_on_refresh == "never":
+    async def claims_after_refresh(self, token_info: dict[str, Any]) -> dict[str, Any] | None:
+        """The user's current claims after a refresh, or None when nothing fresh is known.
+
+        ``auto``: the verified id_token of the refresh response when it carries an entitlement
+        claim, else userinfo (Check-in's id_tokens never carry entitlements: their absence
+        there says nothing). ``always``: userinfo. ``never``: the verified id_token only.
+        """
+        mode = self.userinfo_on_refresh
+        if mode != "always" and token_info.get("id_token") and self.verify_id_token:
+            claims = await self.check_id_token(token_info)
+            if mode == "never" or any(name in claims for name in self.entitlements_claims):
                 return claims
-        if self.userinfo_on_refresh == "never":
-            return {}
+        if mode == "never":
+            return None
         return await self.token_to_user(token_info)
 
     async def drop_authorization(self, user: Any, auth_state: dict[str, Any]) -> None:

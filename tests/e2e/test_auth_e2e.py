@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from egi_notebooks.demo.provider.demo_users import demo_users
 from tests.harness.login import login
 
 pytestmark = pytest.mark.e2e
@@ -24,6 +25,13 @@ def user_token(egi, name: str) -> str:
     r = egi.hub.api("POST", f"/users/{name}/tokens", json={"note": "test", "expires_in": 3600})
     r.raise_for_status()
     return r.json()["token"]
+
+
+def wait_until(condition, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
 
 
 def sleep_into_refresh_window(egi, name: str, leeway: float = 3) -> None:
@@ -59,6 +67,90 @@ def test_vo_member_logs_in_with_tokens_vos_and_primary_vo(egi_hub_factory):
     log = egi.hub.log()
     for key in ("access_token", "refresh_token", "id_token"):
         assert state[key] not in log
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [["eduperson_entitlement"], ["entitlements"], ["eduperson_entitlement", "entitlements"]],
+    ids=["eduperson_entitlement", "entitlements", "both"],
+)
+def test_entitlements_in_either_claim_or_both_at_login_and_refresh(egi_hub_factory, claims):
+    # as on Check-in: entitlements and voperson_id in userinfo only, never in the id_token
+    egi = egi_hub_factory(
+        FAST_REFRESH,
+        access_token_lifetime=8,
+        users=demo_users(entitlement_claims=claims),
+        userinfo_only_claims=[*claims, "voperson_id"],
+    )
+    alice = login(egi.hub.url, "alice")
+    assert alice.ok, alice.response.text[:500]
+    model = egi.user_model("alice@egi.eu")
+    assert sorted(model["groups"]) == ["vo.access.egi.eu", "vo.notebooks.egi.eu"]
+    assert model["auth_state"]["vos"] == ["vo.notebooks.egi.eu", "vo.access.egi.eu"]
+    assert login(egi.hub.url, "mallory").response.status_code == 403
+    # a refresh: the id_token has no entitlement claim, so userinfo is asked, and the VOs stay
+    before = model["auth_state"]
+    egi.provider.reset_stats()
+    sleep_into_refresh_window(egi, "alice@egi.eu")
+    assert alice.client.get(f"{egi.hub.url}/hub/home").status_code == 200
+    wait_until(
+        lambda: egi.auth_state("alice@egi.eu")["access_token"] != before["access_token"],
+        what="a refresh",
+    )
+    stats = egi.provider.stats()
+    assert stats["token"]["refresh_token"] >= 1 and stats["userinfo"] >= 1
+    after = egi.user_model("alice@egi.eu")
+    assert after["auth_state"]["vos"] == before["vos"]
+    assert sorted(after["groups"]) == ["vo.access.egi.eu", "vo.notebooks.egi.eu"]
+    assert alice.client.get(f"{egi.hub.url}/hub/home").status_code == 200
+
+
+def test_wrong_client_secret_keeps_sessions_and_refresh_tokens(egi_hub_factory):
+    # the operator's error (secret rotated at the provider, not in the hub): nobody is logged
+    # out, no token is dropped or revoked, one clear error in the log
+    egi = egi_hub_factory(
+        "c.Authenticator.auth_refresh_age = 1\nc.EGICheckinAuthenticator.refresh_leeway = 8\n",
+        access_token_lifetime=20,
+    )
+    alice = login(egi.hub.url, "alice")
+    assert alice.ok
+    before = egi.auth_state("alice@egi.eu")
+    configured = egi.provider.client_secret
+    egi.provider.set_client_secret("rotated-at-the-provider")
+    egi.provider.reset_stats()
+    sleep_into_refresh_window(egi, "alice@egi.eu", leeway=8)
+
+    def home_is_open() -> bool:
+        assert alice.client.get(f"{egi.hub.url}/hub/home").status_code == 200
+        return True
+
+    wait_until(
+        lambda: home_is_open() and egi.provider.stats()["token"]["refresh_token"] >= 2,
+        timeout=6,
+        what="two refused refreshes",
+    )
+    state = egi.auth_state("alice@egi.eu")
+    assert state["refresh_token"] == before["refresh_token"]
+    assert state["access_token"] == before["access_token"]
+    for key in ("refresh_token", "access_token"):
+        assert egi.provider.introspect(before[key])["active"] is True
+    log = egi.hub.log()
+    errors = [line for line in log.splitlines() if "refused the hub's client credentials" in line]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("[E ") and "client_id ('hub')" in errors[0]
+    assert "client_secret" in errors[0]
+    assert configured not in log and "rotated-at-the-provider" not in log
+    assert "login required" not in log and "no longer authorized" not in log
+    # the operator fixes it: the next refresh works and the session goes on without a login
+    egi.provider.set_client_secret(configured)
+    wait_until(
+        lambda: (
+            home_is_open()
+            and egi.auth_state("alice@egi.eu")["refresh_token"] != before["refresh_token"]
+        ),
+        what="a refresh once the secret is right again",
+    )
+    assert egi.provider.introspect(egi.auth_state("alice@egi.eu")["access_token"])["active"]
 
 
 def test_non_member_gets_403_and_provider_garbage_gives_no_500(egi_hub_factory):

@@ -183,6 +183,40 @@ def test_refresh_stops_with_the_server_and_resumes_after_hub_restart(tokens_hub)
             pass
 
 
+@pytest.mark.parametrize("left_out", [True, False], ids=["claim-left-out", "claim-empty"])
+def test_last_vo_lost_ends_access_within_one_refresh(tokens_hub, left_out):
+    # Check-in leaves the entitlement claim out entirely when a user has none left; both
+    # forms must end access. Entitlements only in userinfo, as on Check-in.
+    egi = tokens_hub(
+        access_token_lifetime=12, userinfo_only_claims=["eduperson_entitlement", "voperson_id"]
+    )
+    alice = login(egi.hub.url, "alice")
+    assert alice.ok
+    server = start_server(egi, "alice@egi.eu")
+    wait_for_service(egi)
+    before = egi.auth_state("alice@egi.eu")
+    assert fetch(egi, server_token(server)).status_code == 200
+    egi.provider.patch_claims("alice", {"eduperson_entitlement": None if left_out else []})
+    deadline = time.monotonic() + 40  # one refresh: half the 12 s lifetime, plus slack
+    while egi.auth_state("alice@egi.eu").get("refresh_token"):
+        assert time.monotonic() < deadline, "the user kept their tokens after losing every VO"
+        time.sleep(0.3)
+    model = egi.hub.api("GET", "/users/alice@egi.eu").json()
+    state = model["auth_state"]
+    assert not state.get("access_token") and state["vos"] == [] and state["entitlements"] == []
+    assert model["groups"] == []
+    for key in ("access_token", "refresh_token"):
+        assert egi.provider.introspect(before[key])["active"] is False
+    assert fetch(egi, server_token(server)).status_code == 404
+    home = alice.client.get(f"{egi.hub.url}/hub/home")
+    assert home.status_code == 302 and "/hub/login" in home.headers["location"]
+    assert login(egi.hub.url, "alice", client=alice.client).response.status_code == 403
+    # background refresh stopped: nothing in a whole token lifetime
+    egi.provider.reset_stats()
+    time.sleep(13)
+    assert refresh_grants(egi) == 0
+
+
 def test_logout_delete_and_vo_loss_revoke_tokens(tokens_hub):
     egi = tokens_hub("c.JupyterHub.shutdown_on_logout = True\n", access_token_lifetime=12)
     alice = login(egi.hub.url, "alice")
