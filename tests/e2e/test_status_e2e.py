@@ -216,6 +216,11 @@ def test_healthy_run_stops_a_leftover_server_and_is_ok(hub):
     ]
     assert all(v > 0 for v in result["phases"].values())
     no_server(hub, "probe-ok")
+    # the token check reached the tokens service from the kernel with the server's token, and
+    # the service asked the hub's access-token endpoint (so its role works): 404, no token
+    # for a user who never signed in
+    access_token_call = r"404 [A-Z]+ /hub/api/egi-notebooks/users/probe-ok/access-token \(tokens@"
+    assert re.search(access_token_call, hub.log()), hub.log_tail()
     # the probe user is marked for accounting, and is no admin
     model = hub.api("GET", "/users/probe-ok").json()
     assert PROBE_GROUP in model["groups"]
@@ -253,7 +258,7 @@ FAILURES = [
     ("status-badkernel", "probe-badkernel", "kernel", "timed out after 6s waiting for"),
     ("status-raises", "probe-raises", "execute", "RuntimeError: probe boom"),
     ("status-notoken", "probe-notoken", "token", "token directory /nonexistent-egi is not mounted"),
-    ("status-tokensdown", "probe-tokensdown", "token", "URLError"),
+    ("status-tokensdown", "probe-tokensdown", "token", "unreachable: [Errno 111]"),
 ]
 
 

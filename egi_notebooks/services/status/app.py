@@ -113,15 +113,19 @@ class StatusApp(HubServiceApp):
         "",
         config=True,
         help="If set (EGISpawner: '/var/run/secrets/egi.eu/access_token'), check that the "
-        "token directory is mounted in the notebook and the file, if there, is not empty "
-        "(the probe user never signed in, so it has no token to find).",
+        "token directory (the token Secret volume) is mounted in the notebook and the file, "
+        "if there, is not empty. The probe user never signed in with Check-in, so its "
+        "Secret has no keys and the file is normally absent.",
     )
     token_url = Unicode(
         "",
         config=True,
         help="If set (e.g. 'http://proxy-public/services/tokens/token', as notebooks reach "
-        "it), check from the kernel that the tokens service answers the server's API token: "
-        "a token, or 404 'no valid access token' (what the probe user gets).",
+        "it), check from the kernel that the tokens service answers the server's API token "
+        "with a token, or with 404 'no valid access token', what the probe user gets: the "
+        "service gives that answer only after checking the caller's token with the hub and "
+        "asking the hub for the user's token. 401, 403, 5xx, any other 404 or no answer "
+        "fail the run.",
     )
     shutdown_via_server = Bool(
         True,

@@ -36,10 +36,14 @@ p.unlink()
 print("home-ok" if ok else f"{{p}} read back differently")
 """
 
-# The probe user never signed in through the identity provider, so it has no access token:
-# the file check passes when the token directory (the Secret volume) is mounted and holds
-# no empty token; the service check when the service answers the server's own API token
-# with a token or with its "no valid access token" 404.
+# The probe user never signed in through the identity provider, so it has no access token.
+# The file check passes when the token directory (the Secret volume) is mounted: the probe's
+# Secret has no keys, so no file; a file that is there must hold a token. The service check
+# passes when the tokens service, called from the kernel with the server's own API token,
+# answers with a token or with its "no valid access token" 404: that answer comes only after
+# the service has checked the token with the hub and asked the hub for the user's token, so
+# it proves the service is reachable from notebooks and works; 401/403/5xx, another 404 or no
+# answer fail. Neither check prints a token: the result is on a page anyone may read.
 TOKEN_FILE_CODE = """\
 import pathlib
 p = pathlib.Path({path!r})
@@ -51,15 +55,23 @@ else:
 
 TOKEN_SERVICE_CODE = """\
 import json, os, urllib.error, urllib.request
+url = {url!r}
 auth = {{"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]}}
 try:
-    with urllib.request.urlopen(urllib.request.Request({url!r}, headers=auth), timeout=20) as r:
+    request = urllib.request.Request(url, headers=auth)
+    with urllib.request.urlopen(request, timeout={timeout!r}) as r:
         body = json.load(r)
-        print("token-ok" if body.get("access_token") else f"tokens service: no token in {{body}}")
+    print("token-ok" if isinstance(body, dict) and body.get("access_token")
+          else "tokens service answered 200 without a token")
 except urllib.error.HTTPError as e:
     text = e.read().decode(errors="replace")[:200]
     print("token-ok" if e.code == 404 and "no valid access token" in text
           else f"tokens service: HTTP {{e.code}} {{text}}")
+except (urllib.error.URLError, OSError) as e:
+    reason = getattr(e, "reason", None) or e
+    print(f"tokens service {{url}} unreachable: {{reason}}")
+except ValueError:
+    print("tokens service answered 200 with no JSON")
 """
 
 
@@ -287,7 +299,9 @@ class Probe:
             code = TOKEN_FILE_CODE.format(path=self.config.token_file)
             await self.run_check("token", code)
         if self.config.token_url:
-            code = TOKEN_SERVICE_CODE.format(url=self.config.token_url)
+            # the cell's own timeout leaves the phase time to report the reason
+            timeout = max(1.0, self.config.timeouts.get("token", 30) * 2 / 3)
+            code = TOKEN_SERVICE_CODE.format(url=self.config.token_url, timeout=timeout)
             await self.run_check("token", code)
 
     async def shutdown_kernel(self) -> None:
