@@ -1,10 +1,13 @@
 """``egi-notebooks tokens``: serves ``GET {prefix}token`` -> ``{"access_token", "expires_at"}``.
 
 The caller authenticates with its own hub token (``Authorization: token ...``; tokens in
-URLs are refused). The service asks the hub who the caller is (cached briefly), applies
+URLs are refused). The service asks the hub who the caller is (cached a few seconds), applies
 :mod:`.policy`, and reads the owner's current access token from the hub endpoint that the
 authenticator adds (``custom:egi-notebooks:access-tokens``; the refresh token never leaves
-the hub). Nothing is cached but the callers' identities, so a refresh is visible at once.
+the hub), forwarding the caller's token in the request body: the hub answers only while that
+token is live (a revoked token is refused on its next call) and, for a server's token, the
+one the hub gave that server. Nothing is cached but the callers' identities, so a refresh is
+visible at once.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from tornado.httpserver import HTTPServer
 from traitlets import Float, Integer
 
 from ..hub import HubAPIError, HubClient, HubServiceApp
-from .policy import Refused, owner_for
+from .policy import SERVER_TOKEN_REQUIRED, Refused, grant_for
+
+# how the hub's access-token endpoint starts its refusals of the caller's token
+CALLER_REFUSED_PREFIX = "The caller's token"
 
 
 class IdentityCache:
@@ -50,12 +56,27 @@ class IdentityCache:
         while len(self._items) > self.size:
             self._items.popitem(last=False)
 
+    def drop(self, token: str) -> None:
+        self._items.pop(self.key(token), None)
+
 
 def caller_token(request: Any) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() in ("token", "bearer") and value.strip():
         return value.strip()
+    return None
+
+
+def caller_refusal(response: httpx.Response) -> str | None:
+    """The hub's reason when it refused the caller's token, not the service's own (a missing
+    role); ``None`` otherwise."""
+    try:
+        message = response.json().get("message")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(message, str) and message.startswith(CALLER_REFUSED_PREFIX):
+        return message
     return None
 
 
@@ -80,10 +101,10 @@ class TokenHandler(web.RequestHandler):
         if identity is None:
             raise web.HTTPError(403, "invalid or expired token")
         try:
-            owner = owner_for(identity, self.get_query_argument("user", None))
+            grant = grant_for(identity, self.get_query_argument("user", None))
         except Refused as e:
             raise web.HTTPError(403, str(e)) from None
-        body = await self.service.access_token_of(owner)
+        body = await self.service.access_token_of(grant.owner, token, grant.server_token)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(body))
@@ -100,7 +121,11 @@ class TokensApp(HubServiceApp):
     description = "Hands notebooks their owner's current access token."
 
     identity_cache_seconds = Float(
-        30, config=True, help="How long a caller's identity (not its access token) is cached."
+        5,
+        config=True,
+        help="""How long a caller's identity (its name and scopes, not its access token) is
+        cached: a change of the caller's roles shows after this long. A revoked token is
+        refused at once regardless (the hub checks the token on every call).""",
     )
     identity_cache_size = Integer(10_000, config=True, help="Callers remembered at most.")
 
@@ -131,12 +156,24 @@ class TokensApp(HubServiceApp):
         self.identities.put(token, identity)
         return identity
 
-    async def access_token_of(self, user: str) -> dict[str, Any]:
+    async def access_token_of(
+        self, user: str, caller_token: str, server_token: bool
+    ) -> dict[str, Any]:
+        """``user``'s access token, if the hub confirms ``caller_token`` is still a token of
+        ``user`` (and, with ``server_token``, the one it gave a server of ``user``)."""
         path = f"/egi-notebooks/users/{quote(user, safe='')}/access-token"
+        # in the body, not a header: the hub logs the headers of failed requests
+        body = {"caller_token": caller_token, "server": server_token}
         try:
-            response = await self.hub.request("GET", path)
+            response = await self.hub.request("POST", path, json=body)
         except HubAPIError as e:
             raise web.HTTPError(503, "the hub cannot be reached") from e
+        refusal = caller_refusal(response) if response.status_code == 403 else None
+        if refusal is not None:
+            self.identities.drop(caller_token)
+            if "server" in refusal:
+                raise web.HTTPError(403, SERVER_TOKEN_REQUIRED)
+            raise web.HTTPError(403, "invalid or expired token")
         if response.status_code == 404:
             raise web.HTTPError(404, "no valid access token: log in to the hub again")
         if response.status_code != 200:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from . import TOKEN_SCOPE
@@ -11,13 +12,27 @@ class Refused(Exception):
     """The caller may not have a token; the message is safe to show."""
 
 
-def owner_for(identity: dict[str, Any], requested_user: str | None = None) -> str:
-    """The user whose token the caller may have, from ``GET /hub/api/user`` of its token.
+SERVER_TOKEN_REQUIRED = f"requires a token of your own server or the {TOKEN_SCOPE} scope"
 
-    Allowed: a token of one of the user's own servers (``access:servers!server=<user>/...``,
-    what JupyterHub gives each single-user server), or the user's own token with
-    ``custom:egi-notebooks:token``. Refused: services, other users, and users who reach
-    the server through JupyterHub sharing (their token names *another* user's server).
+
+@dataclass(frozen=True)
+class Grant:
+    """The caller may have ``owner``'s access token; with ``server_token`` only once the hub
+    confirms that the caller's token is the one it gave a server of ``owner``."""
+
+    owner: str
+    server_token: bool
+
+
+def grant_for(identity: dict[str, Any], requested_user: str | None = None) -> Grant:
+    """Whose token the caller may have, from ``GET /hub/api/user`` of its token.
+
+    Allowed: the user's own token with ``custom:egi-notebooks:token``, or a token with access
+    to one of the user's own servers (``access:servers!server=<user>/...``) that the hub then
+    confirms is that server's own token: any user can mint a token with that scope, for a
+    server that does not exist too, and an admin can mint one for any user. Refused:
+    services, other users, and users who reach the server through JupyterHub sharing (their
+    token names *another* user's server).
     """
     if identity.get("kind") != "user" or not isinstance(identity.get("name"), str):
         raise Refused("only users' and their servers' tokens may fetch an access token")
@@ -25,9 +40,9 @@ def owner_for(identity: dict[str, Any], requested_user: str | None = None) -> st
     if requested_user not in (None, "", name):
         raise Refused("a token can only be fetched for its owner")
     scopes = set(identity.get("scopes") or [])
+    if TOKEN_SCOPE in scopes or f"{TOKEN_SCOPE}!user={name}" in scopes:
+        return Grant(name, server_token=False)
     own_server = f"access:servers!server={name}/"
     if any(scope.startswith(own_server) for scope in scopes):
-        return name
-    if TOKEN_SCOPE in scopes or f"{TOKEN_SCOPE}!user={name}" in scopes:
-        return name
-    raise Refused(f"requires a token of your own server or the {TOKEN_SCOPE} scope")
+        return Grant(name, server_token=True)
+    raise Refused(SERVER_TOKEN_REQUIRED)
