@@ -20,9 +20,12 @@ A claim found by name is mounted only when its metadata names the user (its
 ``hub.jupyter.org/username`` annotation is the username, or its ``egi.eu/user`` label is the
 user slug, and neither names someone else): kubespawner's "escape" scheme makes one user's
 legacy name another user's plain name (``alice.smith`` -> ``claim-alice-2esmith``, the as-is
-name of user ``alice-2esmith``). Otherwise the spawn is refused
-(:class:`ClaimOwnershipRefused`) and the operators' log says which claim and which users.
-Claims EGISpawner and kubespawner create carry both or the annotation, so they pass.
+name of user ``alice-2esmith``). Another user's claim found under a legacy name is skipped
+(logged: claim and both users), and a new claim is created at the deterministic name; if the
+deterministic name itself is another user's, or a claim found by name names nobody (it may
+hold this user's files), the spawn is refused (:class:`ClaimOwnershipRefused`, a message for
+the user; the log says which claim, which users and what to do). Claims EGISpawner and
+kubespawner create carry the annotation (EGISpawner's the label too), so they pass.
 
 Adopted names go into the spawner state, so later spawns make no storage calls at all.
 """
@@ -132,31 +135,15 @@ def _owner(claim: Any, username: str) -> bool | None:
     return annotated in (None, username) and labelled in (None, user_slug(username))
 
 
-def check_claim_owner(claim: Any, namespace: str, username: str, log: Any) -> None:
-    """Raise :class:`ClaimOwnershipRefused` unless ``claim`` (found by name) is the user's."""
-    owned = _owner(claim, username)
-    if owned:
-        return
+def _names(claim: Any) -> str:
+    return (
+        f"annotation {ann.USERNAME}={_username_of(claim)!r}, "
+        f"label {ann.USER_SLUG_LABEL}={_slug_label_of(claim)!r}"
+    )
+
+
+def _refuse_unowned(claim: Any, namespace: str, username: str, log: Any) -> None:
     name = claim.metadata.name
-    if owned is False:
-        log.error(
-            "Refusing to mount claim %s/%s for user %r: its metadata names another user "
-            "(annotation %s=%r, label %s=%r, this user's slug %r). kubespawner's name "
-            "escaping makes one user's legacy claim name another user's plain name; give "
-            "the user a claim of their own (pvc_name_template) or correct the metadata.",
-            namespace,
-            name,
-            username,
-            ann.USERNAME,
-            _username_of(claim),
-            ann.USER_SLUG_LABEL,
-            _slug_label_of(claim),
-            user_slug(username),
-        )
-        raise ClaimOwnershipRefused(
-            "Your home volume could not be attached: the storage claim found under your "
-            "name belongs to another user. Please contact the operators of this service."
-        )
     log.error(
         "Refusing to mount claim %s/%s for user %r: it has neither the %s annotation nor "
         "the %s label, so its owner is unknown. If it is this user's, annotate it "
@@ -174,6 +161,27 @@ def check_claim_owner(claim: Any, namespace: str, username: str, log: Any) -> No
     raise ClaimOwnershipRefused(
         "Your home volume could not be attached: the storage claim found under your name "
         "does not say which user it belongs to. Please contact the operators of this service."
+    )
+
+
+def _refuse_taken(claim: Any, namespace: str, username: str, log: Any) -> None:
+    log.error(
+        "Refusing to spawn for user %r: claim %s/%s, this user's home claim name, belongs "
+        "to another user (%s; this user's slug is %r), so no claim can be created there. "
+        "Create one for the user under any name, labelled %s=%s and annotated %s=<username>; "
+        "the next spawn adopts it.",
+        username,
+        namespace,
+        claim.metadata.name,
+        _names(claim),
+        user_slug(username),
+        ann.USER_SLUG_LABEL,
+        user_slug(username),
+        ann.USERNAME,
+    )
+    raise ClaimOwnershipRefused(
+        "Your home volume could not be attached: the storage claim found under your name "
+        "belongs to another user. Please contact the operators of this service."
     )
 
 
@@ -197,8 +205,13 @@ async def find_home_claim(
     scan: bool = False,
     by_label: bool = True,
 ) -> str | None:
-    """The name of the user's existing home claim, or None (see the module docstring)."""
+    """The name of the user's existing home claim, or None (see the module docstring).
 
+    Raises :class:`ClaimOwnershipRefused` for a claim found by name that names nobody (it
+    may hold this user's files), and when the claim at ``name`` is another user's and no
+    other claim of this user is found (``name`` cannot be created then).
+    """
+    taken = None  # another user's claim at ``name``
     for candidate in dict.fromkeys([name, *legacy_names]):
         found = await call(
             lambda c=candidate: api.read_namespaced_persistent_volume_claim(c, namespace),
@@ -207,11 +220,35 @@ async def find_home_claim(
             log,
             accept=not_found_is_none,
         )
-        if found is not None:
-            check_claim_owner(found, namespace, username, log)
+        if found is None:
+            continue
+        owned = _owner(found, username)
+        if owned:
             return candidate
-    if not by_label:  # a per-server claim: the user's labelled claims are home claims
-        return None
+        if owned is None:
+            _refuse_unowned(found, namespace, username, log)
+        log.warning(
+            "Not adopting claim %s/%s for user %r: it belongs to another user (%s); "
+            "kubespawner's escaped legacy names coincide with other users' plain names.",
+            namespace,
+            candidate,
+            username,
+            _names(found),
+        )
+        if candidate == name:
+            taken = found
+    adopted = (
+        await _find_labelled(api, namespace, username, policy, log, scan) if by_label else None
+    )
+    if adopted is None and taken is not None:
+        _refuse_taken(taken, namespace, username, log)
+    return adopted
+
+
+async def _find_labelled(
+    api: Any, namespace: str, username: str, policy: RetryPolicy, log: Any, scan: bool
+) -> str | None:
+    """Steps 3 and 4 of the module docstring (home claims only: per-server claims are not)."""
     selector = f"{ann.USER_SLUG_LABEL}={user_slug(username)}"
     labelled = await call(
         lambda: api.list_namespaced_persistent_volume_claim(namespace, label_selector=selector),

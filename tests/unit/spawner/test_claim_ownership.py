@@ -31,58 +31,99 @@ def claim_names(cluster) -> list[str]:
     return sorted(o["metadata"]["name"] for o in cluster.k8s.objects("persistentvolumeclaims"))
 
 
-@pytest.mark.parametrize(
-    ("victim", "spawning"),
-    [("bob-2ex", "bob.x"), ("alice.smith", "alice-2esmith")],
-)
-async def test_escaped_legacy_name_of_another_user_is_refused(
-    cluster, make_spawner, caplog, victim, spawning
+def home_claim_of(cluster, spawner) -> str:
+    pod = cluster.k8s.store[("pods", spawner.namespace, spawner.pod_name)]
+    mount = next(
+        m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["mountPath"] == "/home/jovyan"
+    )
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+    return volume["persistentVolumeClaim"]["claimName"]
+
+
+def assert_untouched(cluster, name: str, victim: str) -> None:
+    meta = cluster.k8s.store[("persistentvolumeclaims", "hub", name)]["metadata"]
+    assert meta["annotations"] == {ann.USERNAME: victim}
+    assert ann.USER_SLUG_LABEL not in meta["labels"]
+
+
+async def test_another_users_claim_at_a_legacy_name_is_not_mounted(cluster, make_spawner, caplog):
+    # bob.x's z2jh legacy name (escape scheme) is the plain claim name of user bob-2ex.
+    cluster.k8s.put_object(
+        "persistentvolumeclaims", claim("claim-bob-2ex", username="bob-2ex"), "hub"
+    )
+    spawner = make_spawner(name="bob.x", auth_state=BOB_STATE)
+    with caplog.at_level(logging.INFO):
+        await spawn(spawner)
+    # bob.x gets a home of their own at the deterministic name; bob-2ex's is left alone.
+    own = f"claim-{user_slug('bob.x')}"
+    assert spawner.pvc_name == own == home_claim_of(cluster, spawner)
+    assert spawner.get_state()["pvc_name"] == own
+    assert claim_names(cluster) == sorted(["claim-bob-2ex", own])
+    assert_untouched(cluster, "claim-bob-2ex", "bob-2ex")
+    # The operators' log names the claim and both users, and no token.
+    logged = [r.getMessage() for r in caplog.records if "claim-bob-2ex" in r.getMessage()]
+    assert any("'bob-2ex'" in line and "'bob.x'" in line for line in logged), logged
+    for secret in ("AT-bob-1", "IDT-bob-1", "RT-bob-SECRET"):
+        assert secret not in caplog.text
+
+
+async def test_another_users_claim_at_the_home_claim_name_refuses_the_spawn(
+    cluster, make_spawner, caplog
 ):
+    # The z2jh claim of alice.smith (escape scheme) sits at claim-alice-2esmith, the
+    # deterministic name of user alice-2esmith: it cannot be mounted nor created again.
     from kubespawner.slugs import escape_slug
 
-    name = f"claim-{escape_slug(victim) if '.' in victim else victim}"
-    cluster.k8s.put_object("persistentvolumeclaims", claim(name, username=victim), "hub")
-    spawner = make_spawner(name=spawning, auth_state=BOB_STATE)
+    name = f"claim-{escape_slug('alice.smith')}"
+    assert name == f"claim-{user_slug('alice-2esmith')}"
+    cluster.k8s.put_object("persistentvolumeclaims", claim(name, username="alice.smith"), "hub")
+    spawner = make_spawner(name="alice-2esmith", auth_state=BOB_STATE)
     with caplog.at_level(logging.INFO), pytest.raises(ClaimOwnershipRefused) as refused:
         await spawn(spawner)
     message = str(refused.value)
     assert "belongs to another user" in message and "contact the operators" in message
-    assert refused.value.jupyterhub_message == message
-    assert victim not in message  # the other user's name is for the operators' log only
+    assert refused.value.jupyterhub_message == message  # what the spawn page shows
+    assert "alice.smith" not in message  # the other user's name is for the operators only
     # Nothing was mounted, created or left behind; the other user's claim is untouched.
     assert not cluster.k8s.objects("pods") and not cluster.k8s.objects("secrets")
     assert claim_names(cluster) == [name]
-    assert cluster.k8s.store[("persistentvolumeclaims", "hub", name)]["metadata"][
-        "annotations"
-    ] == {ann.USERNAME: victim}
+    assert_untouched(cluster, name, "alice.smith")
     assert spawner.get_state().get("pvc_name") != name
-    # The operators' log names the claim and both users, and no token.
-    logged = [r.getMessage() for r in caplog.records if name in r.getMessage()]
-    assert any(victim in line and spawning in line for line in logged), logged
-    text = caplog.text
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(name in e and "'alice.smith'" in e and "'alice-2esmith'" in e for e in errors)
+    assert any(f"{ann.USER_SLUG_LABEL}=alice-2esmith" in e for e in errors)  # the remedy
     for secret in ("AT-bob-1", "IDT-bob-1", "RT-bob-SECRET"):
-        assert secret not in text
+        assert secret not in caplog.text
+
+    # The remedy the log gives: a claim of the user's own, under any name, labelled.
+    cluster.k8s.put_object(
+        "persistentvolumeclaims",
+        claim("home-alice-2esmith", username="alice-2esmith", label="alice-2esmith"),
+        "hub",
+    )
+    await spawn(spawner)
+    assert spawner.pvc_name == "home-alice-2esmith" == home_claim_of(cluster, spawner)
+    assert_untouched(cluster, name, "alice.smith")
 
 
-async def test_claim_labelled_for_another_user_is_refused(cluster, make_spawner):
+async def test_claim_labelled_for_another_user_is_not_mounted(cluster, make_spawner):
     cluster.k8s.put_object(
         "persistentvolumeclaims", claim("claim-bob-2ex", label=user_slug("bob-2ex")), "hub"
     )
-    with pytest.raises(ClaimOwnershipRefused, match="belongs to another user"):
-        await spawn(make_spawner(name="bob.x", auth_state=BOB_STATE))
-    assert not cluster.k8s.objects("pods")
+    await spawn(spawner := make_spawner(name="bob.x", auth_state=BOB_STATE))
+    assert spawner.pvc_name == f"claim-{user_slug('bob.x')}" == home_claim_of(cluster, spawner)
 
 
-async def test_annotation_and_label_disagreeing_is_refused(cluster, make_spawner):
-    # The annotation names this user but the label another: metadata was tampered with or
-    # copied; mounting it could hand someone else's files over.
+async def test_annotation_and_label_disagreeing_is_not_this_users(cluster, make_spawner):
+    # The annotation names this user but the label another: copied or tampered metadata.
     cluster.k8s.put_object(
         "persistentvolumeclaims",
-        claim("claim-bob-2ex", username="bob.x", label=user_slug("bob-2ex")),
+        claim("claim-bob", username="bob", label=user_slug("mallory")),
         "hub",
     )
     with pytest.raises(ClaimOwnershipRefused, match="belongs to another user"):
-        await spawn(make_spawner(name="bob.x", auth_state=BOB_STATE))
+        await spawn(make_spawner(name="bob", auth_state=BOB_STATE))
+    assert not cluster.k8s.objects("pods")
 
 
 async def test_claim_without_owner_metadata_is_refused_with_operator_hint(
