@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import yaml
 
 #: The chart version whose defaults :data:`CHART_DEFAULTS` copies (labels, network-tools tag).
-CHART_VERSION = "4.3.1"
+CHART_VERSION = "4.4.0"
 CHART_NAME = "jupyterhub"
 
 #: The chart's defaults for the keys that reach hub configuration (z2jh 4.x values.yaml).
