@@ -183,6 +183,25 @@ def test_refresh_stops_with_the_server_and_resumes_after_hub_restart(tokens_hub)
             pass
 
 
+def test_background_refresh_demotes_an_admin_through_the_admin_role(tokens_hub):
+    # no request from the user: only the background refresh sees the lost manager role
+    egi = tokens_hub(access_token_lifetime=12)
+    assert login(egi.hub.url, "admin").ok
+    start_server(egi, "admin@egi.eu")
+    model = egi.hub.api("GET", "/users/admin@egi.eu").json()
+    assert model["admin"] is True and "admin" in model["roles"]
+    member = "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=member#aai.egi.eu"
+    egi.provider.patch_claims("admin", {"eduperson_entitlement": [member]})
+    deadline = time.monotonic() + 40
+    while egi.auth_state("admin@egi.eu")["entitlements"] != [member]:
+        assert time.monotonic() < deadline, "no background refresh"
+        time.sleep(0.3)
+    model = egi.hub.api("GET", "/users/admin@egi.eu").json()
+    assert model["admin"] is False and "admin" not in model["roles"]
+    assert model["groups"] == ["vo.notebooks.egi.eu"]
+    assert egi.auth_state("admin@egi.eu")["refresh_token"]  # still a member: still served
+
+
 @pytest.mark.parametrize("left_out", [True, False], ids=["claim-left-out", "claim-empty"])
 def test_last_vo_lost_ends_access_within_one_refresh(tokens_hub, left_out):
     # Check-in leaves the entitlement claim out entirely when a user has none left; both
