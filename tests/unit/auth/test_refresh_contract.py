@@ -292,3 +292,32 @@ def test_default_scope_asks_for_the_claim_existing_clients_have_registered():
     # must not ask for the new `entitlements` scope that existing clients do not have
     assert "eduperson_entitlement" in make().scope
     assert "entitlements" not in make().scope
+
+
+async def test_background_refresh_backs_off_and_keeps_the_user_on_client_errors():
+    from egi_notebooks.auth.background import BackgroundRefresher
+
+    auth = make()
+    tries = []
+
+    async def refused(params):
+        tries.append(time.time())
+        raise ClientAuthError("invalid_client")
+
+    auth.post_token_endpoint = refused
+    user = User("u@egi.eu", stored())
+    user.spawners = {"": type("Spawner", (), {"active": True})()}
+    app = type("App", (), {"users": {user.name: user}})()
+    refresher = BackgroundRefresher(
+        auth, app, concurrency=2, max_sleep=30, max_backoff=300, log=auth.log
+    )
+    await refresher.tick()
+    assert len(tries) == 1
+    assert refresher.backoff[user.name] == 5.0  # first back-off step
+    assert refresher.next_check[user.name] > time.time() + 4
+    await refresher.tick()  # not due yet: no second try
+    assert len(tries) == 1
+    refresher.next_check[user.name] = 0
+    await refresher.tick()
+    assert len(tries) == 2 and refresher.backoff[user.name] == 10.0
+    assert user.auth_state["refresh_token"] == "old-rt" and user.saved == 0
