@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from .auth.token_api import ACCESS_TOKENS_SCOPE, ACCESS_TOKENS_SCOPE_DESCRIPTION
-from .services.accounting import VO_PRIORITY_ENV
+from .services.accounting import DB_URL_ENV, VO_PRIORITY_ENV
 from .services.status import DEFAULT_PROBE_USER, PROBE_GROUP
 from .services.tokens import TOKEN_SCOPE, TOKEN_SCOPE_DESCRIPTION
 
@@ -174,17 +174,17 @@ def add_accounting_service(
     """The accounting service (sessions -> APEL/EOSC, admin view over hub OAuth) and its
     read-only role. ``args`` carry the rest of its configuration
     (``--ApelRenderer.site_name=...``, ``--spool-dir=...``, ``--config=/etc/...py``); the
-    database URL is given here so that it is never forgotten (PostgreSQL in production).
+    database URL is given here so that it is never forgotten (PostgreSQL in production); it
+    reaches the service in its environment (``EGI_ACCOUNTING_DB_URL``), never on its command
+    line, which the hub logs and shows in its services API.
     ``bind_url`` and ``environment``: as for :func:`add_tokens_service`.
     ``EGICheckinAuthenticator.vo_priority``, when set in ``c`` before this call, becomes the
     default of the service's ``Collector.vo_priority``."""
-    command = service_command("accounting", f"--db-url={db_url}", *args)
+    command = service_command("accounting", *args)
+    environment = {DB_URL_ENV: db_url, **(environment or {})}
     auth = c["EGICheckinAuthenticator"] if "EGICheckinAuthenticator" in c else {}
-    if auth.get("vo_priority") and VO_PRIORITY_ENV not in (environment or {}):
-        environment = {
-            **(environment or {}),
-            VO_PRIORITY_ENV: json.dumps(list(auth["vo_priority"])),
-        }
+    if auth.get("vo_priority"):
+        environment.setdefault(VO_PRIORITY_ENV, json.dumps(list(auth["vo_priority"])))
     service = _service(name, url, command, "AccountingApp", bind_url, environment)
     if oauth_no_confirm:
         service["oauth_no_confirm"] = True  # the admin view: no consent page for admins

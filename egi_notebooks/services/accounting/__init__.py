@@ -11,3 +11,7 @@ pushes daily hours to EOSC (``eosc.py``) and serves an admin view (``web.py``).
 #: to the accounting service, the default of ``Collector.vo_priority``: one setting for both.
 #: Kept here, not in ``collector.py``, so the hub configuration imports no database modules.
 VO_PRIORITY_ENV = "EGI_NOTEBOOKS_VO_PRIORITY"
+#: The accounting database URL (with PostgreSQL it holds the password) reaches the service
+#: through this environment variable: JupyterHub logs a service's command line and shows it
+#: in its services API, never its environment.
+DB_URL_ENV = "EGI_ACCOUNTING_DB_URL"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -18,7 +19,7 @@ from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Application, Configurable, catch_config_error
 
 from ..hub import HubServiceApp
-from . import db
+from . import DB_URL_ENV, db
 from .apel import ApelRenderer, export
 from .collector import Collector
 from .report import day_bounds, parse_day, per_vo, to_csv, to_json, usage
@@ -27,11 +28,17 @@ from .store import Store
 
 class DatabaseMixin(Configurable):
     db_url = Unicode(
-        "sqlite:///egi-notebooks-accounting.sqlite",
         config=True,
-        help="SQLAlchemy URL of the accounting database (SQLite, or postgresql:// for "
-        "production; the schema is created and upgraded at start-up).",
+        help=f"""SQLAlchemy URL of the accounting database (SQLite, or postgresql:// for
+        production; the schema is created and upgraded at start-up). Default: ${DB_URL_ENV},
+        else ``sqlite:///egi-notebooks-accounting.sqlite``. Pass a URL with a password through
+        the environment, not the command line (the hub logs services' command lines).""",
     )
+
+    @default("db_url")
+    def _default_db_url(self) -> str:
+        return os.environ.get(DB_URL_ENV) or "sqlite:///egi-notebooks-accounting.sqlite"
+
     config_file = Unicode("", config=True, help="Python config file to load.")
 
     def load_config(self) -> None:
@@ -224,7 +231,13 @@ def main(argv: list[str] | None = None) -> int | None:
     # fresh singletons: main() may run more than once in a process (tests, embedding)
     ReportApp.clear_instance()
     AccountingApp.clear_instance()
-    app = AccountingApp.instance()
-    app.initialize(argv)
-    app.start()
+    try:
+        app = AccountingApp.instance()
+        app.initialize(argv)
+        app.start()
+    finally:
+        # and none left behind: another Application (a JupyterHub in the same process)
+        # would find these and raise MultipleInstanceError
+        ReportApp.clear_instance()
+        AccountingApp.clear_instance()
     return 0

@@ -12,7 +12,7 @@ import json
 from traitlets.config import Config
 
 from egi_notebooks import hubconfig
-from egi_notebooks.services.accounting import VO_PRIORITY_ENV
+from egi_notebooks.services.accounting import DB_URL_ENV, VO_PRIORITY_ENV
 from egi_notebooks.services.accounting.app import AccountingApp
 
 ORDER = ["vo.notebooks.egi.eu", "vo.access.egi.eu"]
@@ -67,7 +67,8 @@ def test_the_collectors_own_setting_still_wins(monkeypatch, tmp_path):
 
 def test_nothing_set_nothing_forwarded(monkeypatch, tmp_path):
     service = accounting_service(Config(), environment={"OTHER": "1"})
-    assert service["environment"] == {"OTHER": "1"}
+    # the operator's own variable and the database URL, but no VO priority
+    assert service["environment"] == {"OTHER": "1", DB_URL_ENV: "sqlite://"}
     assert started_collector(service, monkeypatch, tmp_path).vo_priority == []
 
 
@@ -76,3 +77,15 @@ def test_a_bad_value_in_the_environment_is_ignored_with_a_warning(monkeypatch, t
     assert started_collector(service, monkeypatch, tmp_path).vo_priority == []
     # the service's log goes to its stderr (the hub's log in z2jh)
     assert f"Ignoring ${VO_PRIORITY_ENV}" in capfd.readouterr().err
+
+
+def test_the_database_url_is_never_on_the_command_line(monkeypatch, tmp_path):
+    # the hub logs a service's command line and shows it in the services API
+    secret_url = "postgresql+psycopg2://accounting:s3cret@db/accounting"
+    c = Config()
+    hubconfig.add_accounting_service(c, db_url=secret_url)
+    service = c.JupyterHub.services[-1]
+    assert not any("s3cret" in arg for arg in service["command"])
+    monkeypatch.setenv(DB_URL_ENV, service["environment"][DB_URL_ENV])
+    AccountingApp.clear_instance()
+    assert AccountingApp().db_url == secret_url
