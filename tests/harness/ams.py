@@ -4,6 +4,11 @@
 200 with a body that is not an AMS answer), ``"stored-garbage"`` (the message IS stored, the
 answer is garbage: the sender cannot know), ``"drop"`` (connection closed without an answer),
 ``"slow"`` (answers after ``slow_seconds``). When the plan is empty every request is "ok".
+
+AMS itself stores whatever it is given; APEL's receiver, which pulls the messages, rejects any
+that is not S/MIME signed by the host certificate. :meth:`AMSEmulator.received` plays that
+receiver (``openssl smime -verify``) on the acknowledged messages, after the fact: verifying in
+the request handler would slow the answers the timeout tests count on.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import json
 import threading
 import time
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 from tests.harness.json_http import JSONHandler
+from tests.harness.pki import Received, verify_like_apel
 
 
 class AMSEmulator:
@@ -43,11 +50,17 @@ class AMSEmulator:
         self._server.shutdown()
         self._server.server_close()
 
+    def received(self, ca_file: Path, workdir: Path) -> list[Received]:
+        """What APEL's receiver gets from every acknowledged message (NotVerified if any is
+        not signed by a certificate of ``ca_file``)."""
+        with self._lock:
+            acked = list(self.acked)
+        return [verify_like_apel(m["data"], ca_file, workdir) for m in acked]
+
     def _handler(self):
         emulator = self
 
         class Handler(JSONHandler):
-
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length)

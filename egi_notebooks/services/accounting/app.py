@@ -148,6 +148,11 @@ class AccountingApp(DatabaseMixin, HubServiceApp):
         if self.ams.enabled and not self.spool_dir:
             self.log.critical("AMSSender.url is set but spool_dir is not: AMS sends the queue")
             self.exit(2)
+        # a sender that cannot sign would fill the queue and send nothing APEL accepts
+        problem = self.ams.configuration_problem()
+        if problem:
+            self.log.critical(problem)
+            self.exit(2)
         self.engine, self.sessions = db.open_database(self.db_url)
         self.store = Store(self.sessions)
         # None until the first export: time.monotonic() counts from boot, so comparing it
