@@ -65,8 +65,10 @@ def make_spawner(cluster):
         user = users.setdefault(name, FakeUser(name, auth_state))
         user.auth_state = auth_state
         config.setdefault("namespace", "hub")
-        config.setdefault("start_timeout", 10)
-        config.setdefault("k8s_api_request_timeout", 1)
+        # generous: on a busy machine an emulator answer can take seconds; the tests of slow
+        # APIs set their own short timeouts
+        config.setdefault("start_timeout", 120)
+        config.setdefault("k8s_api_request_timeout", 30)
         if cls is EGISpawner:
             config.setdefault("k8s_api_backoff", 0.01)
         orm = SimpleNamespace(name=server, server=None, user_options={})
