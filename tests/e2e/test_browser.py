@@ -25,6 +25,7 @@ from tests.harness.browser import (
     mentioning,
     stop_and_check,
 )
+from tests.harness.missing import missing
 
 pytestmark = pytest.mark.e2e
 SIGN_IN = "Sign in with EGI Check-in"  # the hub's login button (login_service)
@@ -35,7 +36,7 @@ KERNEL_TIMEOUT = 30_000
 @pytest.fixture(scope="module")
 def playwright_api():
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: `./run test` installs Debian's chromium")
+        missing(f"{CHROMIUM} is missing: `./run test` installs Debian's chromium")
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     with sync_playwright() as p:
         yield p

@@ -49,8 +49,16 @@ class PostgresServer:
             shutil.chown(self.tmp, "postgres", "postgres")
             shutil.chown(self.sockets, "postgres", "postgres")
         self._run(
-            str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-            "-A", "trust", "--no-sync", "-E", "UTF8",
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
         )
         # fsync off: a test server, never a durable one
         options = (
@@ -58,8 +66,17 @@ class PostgresServer:
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         self._run(
-            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options,
-            "-l", str(self.tmp / "postgres.log"), "-w", "-t", "60", "start",
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.tmp / "postgres.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
         return self
 
@@ -98,10 +115,8 @@ class PostgresServer:
 
 def postgres_or_skip():
     """Start a server, or skip the test with the reason printed (package missing)."""
-    import pytest
+    from tests.harness.missing import missing
 
     if find_bindir() is None:
-        reason = "PostgreSQL tests skipped: Debian package postgresql is not installed"
-        print(reason)
-        pytest.skip(reason)
+        missing("PostgreSQL is needed: Debian package postgresql is not installed")
     return PostgresServer().start()

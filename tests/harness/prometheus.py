@@ -88,9 +88,11 @@ class PrometheusServer:
         self.child = ChildProcess(
             "prometheus",
             [
-                PROMETHEUS, f"--config.file={self.config}",
+                PROMETHEUS,
+                f"--config.file={self.config}",
                 f"--storage.tsdb.path={self.tmp / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
             ],  # fmt: skip
             self.tmp / "prometheus.log",
         ).start()
@@ -110,10 +112,8 @@ class PrometheusServer:
 
 
 def prometheus_or_skip(targets: list[str]) -> PrometheusServer:
-    import pytest
+    from tests.harness.missing import missing
 
     if not Path(PROMETHEUS).exists():
-        reason = "Prometheus tests skipped: Debian package prometheus is not installed"
-        print(reason)
-        pytest.skip(reason)
+        missing("Prometheus is needed: Debian package prometheus is not installed")
     return PrometheusServer(targets).start()

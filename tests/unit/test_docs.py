@@ -15,6 +15,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -93,7 +94,6 @@ def manifests(name: str) -> list[dict]:
 
 @pytest.mark.parametrize("name", MANIFESTS)
 def test_manifest_is_valid_kubernetes(name):
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
     documents = manifests(name)
     assert documents
     for version in K8S_VERSIONS:
@@ -104,7 +104,6 @@ def test_manifest_is_valid_kubernetes(name):
 
 def test_a_typo_in_a_manifest_fails_validation():
     # the check above would be worthless if strict validation let unknown fields through
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
     cronjob = next(d for d in manifests("apel-ssm-cronjob.yaml") if d["kind"] == "CronJob")
     cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["volumeMount"] = []
     with pytest.raises(kubernetes_validate.ValidationError):
