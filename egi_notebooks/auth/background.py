@@ -2,8 +2,9 @@
 
 Runs on the hub's event loop (started by the authenticator once the hub is up). It only
 looks at users with at least one active server, refreshes each ahead of expiry through the
-authenticator's single-flight refresh, with bounded concurrency across users and per-user
-exponential backoff while the provider is unavailable.
+authenticator's single-flight refresh, with bounded concurrency across users. While the
+provider is unavailable the authenticator's per-user backoff (``refresh_backoff``, shared with
+requests and the access-token endpoint) decides when a user is tried again.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class BackgroundRefresher:
         self.log = log
         # user name -> epoch seconds of the next look (an upper bound: auth_state decides)
         self.next_check: dict[str, float] = {}
-        self.backoff: dict[str, float] = {}
         self.refreshes = 0
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
@@ -88,9 +88,8 @@ class BackgroundRefresher:
         users = self.users_with_servers()
         active = {u.name for u in users}
         for name in list(self.next_check):
-            if name not in active:  # last server stopped: forget the user
+            if name not in active:  # last server stopped (the backoff stays with the user)
                 self.next_check.pop(name, None)
-                self.backoff.pop(name, None)
         due = [u for u in users if self.next_check.get(u.name, 0) <= now]
         await asyncio.gather(*(self._check(user) for user in due))
         upcoming = [t for name, t in self.next_check.items() if name in active]
@@ -101,28 +100,27 @@ class BackgroundRefresher:
     async def _check(self, user: Any) -> None:
         async with self.semaphore:
             leeway = self.authenticator.refresh_leeway
+            backoff = self.authenticator.refresh_backoff
             auth_state = await user.get_auth_state() or {}
             if not auth_state.get("refresh_token"):
                 # logged out, authorization lost, or no offline_access: nothing to keep fresh
                 self.next_check[user.name] = time.time() + self.max_sleep
                 return
             if needs_refresh(auth_state, leeway):
+                if backoff.waiting(user.name):
+                    self.next_check[user.name] = time.time() + backoff.remaining(user.name)
+                    return
                 result = await self.authenticator.refresh_tokens(user)
                 await self.apply(user, result)
                 auth_state = await user.get_auth_state() or {}
                 if auth_state.get("refresh_token") and needs_refresh(auth_state, leeway):
-                    self._back_off(user.name)
+                    # failed (the authenticator logged it and backs off) or not allowed yet
+                    wait = backoff.remaining(user.name) or self.max_sleep
+                    self.next_check[user.name] = time.time() + wait
                     return
                 self.refreshes += 1
-                self.backoff.pop(user.name, None)
             due = refresh_due_at(auth_state, leeway)
             self.next_check[user.name] = due if due is not None else time.time() + self.max_sleep
-
-    def _back_off(self, name: str) -> None:
-        delay = min(self.max_backoff, self.backoff.get(name, 2.5) * 2)
-        self.backoff[name] = delay
-        self.next_check[name] = time.time() + delay
-        self.log.info("Token refresh of %s failed; next try in %.0f s", name, delay)
 
     async def apply(self, user: Any, result: Any) -> None:
         """Admin and group changes a background refresh found, as a request would apply them."""

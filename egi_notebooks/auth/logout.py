@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from oauthenticator.oauth2 import OAuthLogoutHandler
 from tornado.httpclient import HTTPRequest
@@ -107,14 +107,22 @@ class EGILogoutHandler(OAuthLogoutHandler):
 
 
 class LogoutMixin:
-    """Logout and user deletion for EGICheckinAuthenticator (needs its traits)."""
+    """Logout, user deletion and the grant a new login replaces, for EGICheckinAuthenticator.
+
+    Every change of a user's stored tokens here runs under the user's refresh lock
+    (``self._single_flight``) and re-reads the stored auth_state inside it: a refresh in
+    flight would otherwise present a refresh token being revoked (``invalid_grant``), or
+    rotate it and save the new, unrevoked tokens back after the logout.
+    """
+
+    _host_fallback_warned = False
 
     async def logout_tokens(self, user: Any, handler: Any) -> str | None:
         """Revoke and forget the tokens as configured; the end_session URL to redirect to."""
         auth_state = await user.get_auth_state() or {}
         id_token = auth_state.get("id_token")
         if self.should_revoke_on_logout(user) and auth_state.get("access_token"):
-            await self.forget_tokens(user, auth_state)
+            await self.forget_user_tokens(user)
         if self.logout_redirect_url or not self.end_session_redirect:
             return None
         endpoint = await self.get_endpoint("end_session_endpoint")
@@ -124,8 +132,19 @@ class LogoutMixin:
             endpoint, self.client_id, id_token, self.post_logout_uri_for(handler)
         )
 
+    async def forget_user_tokens(self, user: Any) -> None:
+        """Revoke and forget whatever tokens ``user`` has stored now (takes the refresh lock)."""
+        async with self._single_flight.hold(user.name):
+            auth_state = await user.get_auth_state() or {}
+            if auth_state.get("access_token") or auth_state.get("refresh_token"):
+                await self.forget_tokens(user, auth_state)
+            self.refresh_backoff.succeeded(user.name)
+
     async def forget_tokens(self, user: Any, auth_state: dict[str, Any]) -> None:
-        """Revoke at the provider, drop from auth_state, empty the token Secrets."""
+        """Revoke at the provider, drop from auth_state, empty the token Secrets.
+
+        The caller holds the user's refresh lock (a refresh, or :meth:`forget_user_tokens`).
+        """
         await revoke_auth_state_tokens(self, auth_state)
         stripped = strip_tokens(auth_state)
         await user.save_auth_state(stripped)
@@ -133,10 +152,48 @@ class LogoutMixin:
 
     async def delete_user(self, user: Any) -> None:
         """A deleted user's tokens are revoked at the provider."""
-        auth_state = await user.get_auth_state() or {}
-        if auth_state.get("access_token") or auth_state.get("refresh_token"):
-            await revoke_auth_state_tokens(self, auth_state)
+        async with self._single_flight.hold(user.name):
+            auth_state = await user.get_auth_state() or {}
+            if auth_state.get("access_token") or auth_state.get("refresh_token"):
+                await revoke_auth_state_tokens(self, auth_state)
+                # a refresh waiting for the lock then finds nothing to refresh
+                await user.save_auth_state(strip_tokens(auth_state))
+            self.refresh_backoff.succeeded(user.name)
         super().delete_user(user)
+
+    async def get_authenticated_user(self, handler: Any, data: Any) -> Any:
+        """A login that replaces a user's stored grant revokes the replaced one."""
+        authenticated = await super().get_authenticated_user(handler, data)
+        if not authenticated or handler is None or not authenticated.get("auth_state"):
+            return authenticated
+        find_user = getattr(handler, "find_user", None)
+        user = find_user(authenticated["name"]) if find_user is not None else None
+        if user is not None:  # a first login has nothing to replace
+            await self.replace_grant(user, authenticated["auth_state"])
+        return authenticated
+
+    async def replace_grant(self, user: Any, auth_state: dict[str, Any]) -> None:
+        """Store a new login's ``auth_state``; revoke the previous grant if it is another one.
+
+        Without it every login leaves a live offline refresh token (a year on Check-in) at
+        the provider. The new state is saved here, under the refresh lock, before the old
+        grant is revoked: a background refresh never presents the revoked token, and one
+        that ran just before has its rotated token revoked instead. The hub saves the same
+        state again right after.
+        """
+        async with self._single_flight.hold(user.name):
+            old = await user.get_auth_state() or {}
+            await user.save_auth_state(auth_state)
+            await self.on_tokens_refreshed(user, auth_state)
+            self.refresh_backoff.succeeded(user.name)
+            old_refresh = old.get("refresh_token")
+            if not old_refresh or old_refresh == auth_state.get("refresh_token"):
+                return  # no previous grant, or the same one
+            replaced = {"refresh_token": old_refresh}
+            if old.get("access_token") != auth_state.get("access_token"):
+                replaced["access_token"] = old.get("access_token")
+            if not await revoke_auth_state_tokens(self, replaced):
+                self.log.warning("The grant %s's new login replaced was not revoked", user.name)
 
     def should_revoke_on_logout(self, user: Any) -> bool:
         if self.revoke_on_logout == "always":
@@ -146,7 +203,28 @@ class LogoutMixin:
         return not any(s.active for s in user.spawners.values())
 
     def post_logout_uri_for(self, handler: Any) -> str:
+        """Where the provider sends the browser after logout: the hub's public login page.
+
+        Built from configuration (``post_logout_redirect_uri``, ``JupyterHub.public_url``,
+        ``oauth_callback_url``), not from the request's Host header, which the client chooses.
+        """
         if self.post_logout_redirect_uri:
             return self.post_logout_redirect_uri
+        settings = getattr(handler, "settings", None) or {}
+        login_url = settings.get("login_url") or "/hub/login"
+        public = settings.get("public_url")
+        if public and getattr(public, "netloc", ""):
+            return f"{public.scheme}://{public.netloc}{login_url}"
+        callback = urlsplit(self.oauth_callback_url or "")
+        if callback.scheme and callback.netloc:
+            return f"{callback.scheme}://{callback.netloc}{login_url}"
+        if not self._host_fallback_warned:
+            self._host_fallback_warned = True
+            self.log.warning(
+                "%s: neither post_logout_redirect_uri, JupyterHub.public_url nor"
+                " oauth_callback_url is set: the post-logout redirect follows the request's"
+                " Host header",
+                type(self).__name__,
+            )
         request = handler.request
-        return f"{request.protocol}://{request.host}{handler.settings['login_url']}"
+        return f"{request.protocol}://{request.host}{login_url}"

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import jwt
@@ -145,3 +145,59 @@ class SingleFlight:
 
     def __len__(self) -> int:
         return len(self._locks)
+
+
+class RefreshBackoff:
+    """Per-user exponential backoff of refresh grants while the provider fails.
+
+    Shared by every path that refreshes (requests, the background refresher, the
+    access-token endpoint): a failing provider is asked about a user once per delay, however
+    many callers want that user's token.
+    """
+
+    def __init__(
+        self,
+        first: float = 5.0,
+        maximum: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.first = first
+        self.maximum = maximum
+        self.clock = clock
+        # user name -> (current delay, clock time of the next allowed try)
+        self._entries: dict[str, tuple[float, float]] = {}
+
+    def failed(self, name: str) -> float:
+        """Record a failed refresh of ``name``; the seconds until the next try is allowed."""
+        now = self.clock()
+        entry = self._entries.get(name)
+        if entry is None or now > entry[1] + self.maximum:
+            # first failure, or the last one is long past: start from the first step again
+            delay = min(self.maximum, self.first)
+        else:
+            delay = min(self.maximum, entry[0] * 2)
+        self._entries[name] = (delay, now + delay)
+        return delay
+
+    def succeeded(self, name: str) -> None:
+        """``name`` needs no backoff: refreshed, logged in again, or nothing left to retry."""
+        self._entries.pop(name, None)
+
+    def delay(self, name: str) -> float | None:
+        """The current backoff step of ``name`` (seconds), None when not backing off."""
+        entry = self._entries.get(name)
+        return entry[0] if entry else None
+
+    def remaining(self, name: str) -> float:
+        """Seconds until a refresh of ``name`` may be tried (0: now)."""
+        entry = self._entries.get(name)
+        return max(0.0, entry[1] - self.clock()) if entry else 0.0
+
+    def waiting(self, name: str) -> bool:
+        return self.remaining(name) > 0
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -18,6 +18,7 @@ from .refresh import (
     ClientAuthError,
     InvalidGrant,
     ProviderError,
+    RefreshBackoff,
     access_token_valid,
     needs_refresh,
 )
@@ -55,6 +56,20 @@ def end_hub_login(user: Any) -> None:
 
 
 class RefreshMixin:
+    _refresh_backoff: RefreshBackoff | None = None
+
+    @property
+    def refresh_backoff(self) -> RefreshBackoff:
+        """Per-user backoff of refresh grants while the provider fails (5 s, doubling up to
+        ``background_refresh_max_backoff``), whoever asks: requests, the background refresh,
+        the access-token endpoint. Consulted and updated by :meth:`refresh_tokens`."""
+        if self._refresh_backoff is None:
+            self._refresh_backoff = RefreshBackoff(
+                first=min(5.0, self.background_refresh_max_backoff),
+                maximum=self.background_refresh_max_backoff,
+            )
+        return self._refresh_backoff
+
     async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> Any:
         """No network call while the access token is valid beyond the leeway."""
         if not self.enable_auth_state:
@@ -76,7 +91,11 @@ class RefreshMixin:
         return await self.refresh_tokens(user)
 
     async def refresh_tokens(self, user: Any, force: bool = False) -> Any:
-        """Single-flight refresh grant for ``user``: True, False (log in again) or an auth model."""
+        """Single-flight refresh grant for ``user``: True, False (log in again) or an auth model.
+
+        While :attr:`refresh_backoff` holds ``user`` back (unless ``force``) the provider is
+        not asked: the stored access token is used while it is valid.
+        """
         async with self._single_flight.hold(user.name):
             # another flight may have refreshed while we waited: decide on the stored state
             auth_state = await user.get_auth_state()
@@ -87,20 +106,28 @@ class RefreshMixin:
             refresh_token = auth_state.get("refresh_token")
             if not refresh_token:
                 return access_token_valid(auth_state)
+            backoff = self.refresh_backoff
+            if not force and backoff.waiting(user.name):
+                return access_token_valid(auth_state)
             try:
                 token_info = await self.post_token_endpoint(
                     self.build_refresh_token_request_params(refresh_token)
                 )
                 auth_model = await self.auth_model_from_refresh(user, auth_state, token_info)
             except InvalidGrant as e:
+                # the stored token is dead: no quick retries of it (a new login clears this)
+                backoff.failed(user.name)
                 self.log.info("Refresh token of %s refused (%s): login required", user.name, e)
                 return False
             except ClientAuthError as e:
                 self.log_client_rejected(e)
+                self.log_backoff(user.name, backoff.failed(user.name))
                 # the stored tokens stay: they work again once the operator fixes the client
                 return access_token_valid(auth_state)
             except (ProviderError, DiscoveryError, IdTokenError, web.HTTPError) as e:
+                self.log_backoff(user.name, backoff.failed(user.name))
                 return self.on_refresh_unavailable(user, auth_state, e)
+            backoff.succeeded(user.name)
             self._provider_warned.discard(user.name)
             if not await self.is_still_authorized(user.name, auth_model):
                 await self.drop_authorization(user, auth_model["auth_state"])
@@ -111,6 +138,9 @@ class RefreshMixin:
             await user.save_auth_state(auth_model["auth_state"])
             await self.on_tokens_refreshed(user, auth_model["auth_state"])
             return auth_model
+
+    def log_backoff(self, name: str, delay: float) -> None:
+        self.log.info("Token refresh of %s failed; next try in %.0f s at the earliest", name, delay)
 
     def log_client_rejected(self, error: Exception) -> None:
         """One error per ``client_error_log_interval``: the hub's client credentials are wrong.

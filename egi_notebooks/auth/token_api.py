@@ -14,7 +14,6 @@ servers: the hub alone knows that, and a revoked token is refused at once.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from jupyterhub import orm
@@ -93,22 +92,16 @@ class AccessTokenAPIHandler(APIHandler):
         """The stored tokens, refreshed first when within the refresh leeway of expiry.
 
         The background refresh normally got there first; this covers it being late (hub
-        restart, a busy loop) so that no caller gets a token about to expire. While the
-        provider fails, the background refresher's per-user backoff applies here too: callers
-        do not each cause a refresh grant.
+        restart, a busy loop, ``background_refresh = False``) so that no caller gets a token
+        about to expire. While the provider fails, the authenticator's per-user
+        ``refresh_backoff`` holds the refresh back: callers do not each cause a refresh grant.
         """
         authenticator = self.authenticator
-        leeway = authenticator.refresh_leeway
         auth_state = await user.get_auth_state() or {}
-        if not (auth_state.get("refresh_token") and needs_refresh(auth_state, leeway)):
+        if not (
+            auth_state.get("refresh_token")
+            and needs_refresh(auth_state, authenticator.refresh_leeway)
+        ):
             return auth_state
-        refresher = getattr(authenticator, "background_refresher", None)
-        if refresher is not None and user.name in refresher.backoff:
-            if refresher.next_check.get(user.name, 0) > time.time():
-                return auth_state  # failed recently: the current token while it lasts
         await authenticator.refresh_tokens(user)
-        auth_state = await user.get_auth_state() or {}
-        if refresher is not None and auth_state.get("refresh_token"):
-            if needs_refresh(auth_state, leeway):
-                refresher._back_off(user.name)
-        return auth_state
+        return await user.get_auth_state() or {}

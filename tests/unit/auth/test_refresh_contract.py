@@ -128,7 +128,7 @@ async def test_wrong_client_secret_keeps_sessions_and_refresh_tokens(caplog):
             assert await auth.refresh_tokens(user) is True
             assert user.auth_state["refresh_token"] == "old-rt"
             assert user.auth_state["access_token"] == "old-at"
-    assert len(calls) == 9  # each try asked the provider (the background refresh backs off)
+    assert len(calls) == 3  # one try per user: the authenticator's backoff holds back the rest
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, [r.getMessage() for r in errors]
     message = errors[0].getMessage()
@@ -152,6 +152,7 @@ async def test_client_error_is_logged_again_after_the_interval(caplog):
     user = User("u@egi.eu", stored())
     await auth.refresh_tokens(user)
     auth._client_error_logged_at -= 301  # as if five minutes had passed
+    auth.refresh_backoff.succeeded(user.name)  # and the user's backoff too
     await auth.refresh_tokens(user)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 2 and "unauthorized_client" in errors[1].getMessage()
@@ -296,8 +297,11 @@ def test_default_scope_asks_for_the_claim_existing_clients_have_registered():
 
 async def test_background_refresh_backs_off_and_keeps_the_user_on_client_errors():
     from egi_notebooks.auth.background import BackgroundRefresher
+    from egi_notebooks.auth.refresh import RefreshBackoff
 
     auth = make()
+    clock = [1000.0]
+    auth._refresh_backoff = RefreshBackoff(first=5, maximum=300, clock=lambda: clock[0])
     tries = []
 
     async def refused(params):
@@ -313,11 +317,15 @@ async def test_background_refresh_backs_off_and_keeps_the_user_on_client_errors(
     )
     await refresher.tick()
     assert len(tries) == 1
-    assert refresher.backoff[user.name] == 5.0  # first back-off step
+    assert auth.refresh_backoff.delay(user.name) == 5.0  # first back-off step
     assert refresher.next_check[user.name] > time.time() + 4
     await refresher.tick()  # not due yet: no second try
     assert len(tries) == 1
     refresher.next_check[user.name] = 0
+    await refresher.tick()  # due, but the authenticator's backoff has not passed
+    assert len(tries) == 1
+    clock[0] += 6
+    refresher.next_check[user.name] = 0
     await refresher.tick()
-    assert len(tries) == 2 and refresher.backoff[user.name] == 10.0
+    assert len(tries) == 2 and auth.refresh_backoff.delay(user.name) == 10.0
     assert user.auth_state["refresh_token"] == "old-rt" and user.saved == 0
