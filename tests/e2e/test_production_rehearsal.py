@@ -9,9 +9,11 @@ Kubernetes API emulator as a process; single-user servers are real processes in 
 
 Cluster shape: the hub runs in a private mount namespace (``unshare --mount``) where
 ``/etc/hosts`` names ``hub`` and ``proxy-public`` 127.0.0.1, as the cluster's DNS names the hub
-and proxy Services, and ``/srv/jupyterhub`` (the hub's PVC and working directory) is a
-directory of this test. So the service URLs keep the host ``hub`` (they bind to all interfaces,
-as in a pod, and the proxy reaches them by that name) and the values' absolute paths stay.
+and proxy Services, ``/srv/jupyterhub`` (the hub's PVC and working directory) is a
+directory of this test, and so is every ``hub.extraVolumeMounts`` path (the claim it names,
+which the operator created: the APEL queue's ``egi-notebooks-apel-spool`` at ``/srv/apel``).
+So the service URLs keep the host ``hub`` (they bind to all interfaces, as in a pod, and the
+proxy reaches them by that name) and the values' absolute paths stay.
 All traffic goes to loopback addresses.
 
 What is adapted, because only a cluster has it:
@@ -45,6 +47,8 @@ import json
 import os
 import re
 import secrets
+import shlex
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -53,6 +57,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
+import yaml
+from dirq.QueueSimple import QueueSimple
 from sqlalchemy import select
 
 from egi_notebooks.services.accounting import db
@@ -62,11 +68,12 @@ from tests.harness.hub import ROOT, HubProcess, free_port
 from tests.harness.k8s.process import EmulatorProcess
 from tests.harness.login import login
 from tests.harness.provider import ProviderProcess, make_provider_config
-from tests.harness.z2jh import Chart, config_file_text, fill_placeholders, load_values
+from tests.harness.z2jh import Chart, HubMount, config_file_text, fill_placeholders, load_values
 
 pytestmark = pytest.mark.e2e
 
 VALUES = ROOT / "docs" / "deploy" / "values.yaml"
+APEL_MANIFEST = ROOT / "docs" / "deploy" / "apel-ssm-cronjob.yaml"
 NAMESPACE = "notebooks"
 HUB_POD_PORT = 8081  # the hub container's port (the culler's --url=http://localhost:8081)
 ALICE = "alice@egi.eu"
@@ -135,17 +142,34 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["test-admin"]}})
 """
 
 
-def namespace_prefix(workdir: Path, state: Path) -> list[str]:
-    """unshare: a private /etc/hosts naming the hub and proxy Services, and /srv/jupyterhub."""
+def namespace_prefix(
+    workdir: Path, state: Path, mounts: list[tuple[Path, HubMount]] = ()
+) -> list[str]:
+    """unshare: a private /etc/hosts naming the hub and proxy Services, /srv/jupyterhub, and
+    each of ``mounts`` (a test directory at the hub's mount path). /srv is a private tmpfs: a
+    mount path under it is made there, never on the machine's /srv; any other mount path must
+    already exist (it is only covered, in the private namespace)."""
     hosts = workdir / "hosts"
     hosts.write_text(Path("/etc/hosts").read_text() + "\n127.0.0.1 hub proxy-public\n")
-    script = (
-        'set -e; mount --bind "$0" /etc/hosts; mount -t tmpfs tmpfs /srv; '
-        'mkdir -p /srv/jupyterhub; mount --bind "$1" /srv/jupyterhub; '
-        'cd /srv/jupyterhub; shift; exec "$@"'
-    )
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
-            str(hosts), str(state)]  # fmt: skip
+    q = shlex.quote
+    steps = [
+        "set -e",
+        f"mount --bind {q(str(hosts))} /etc/hosts",
+        "mount -t tmpfs tmpfs /srv",
+        "mkdir -p /srv/jupyterhub",
+        f"mount --bind {q(str(state))} /srv/jupyterhub",
+    ]
+    for source, mount in mounts:
+        target = q(mount.mount_path)
+        if mount.mount_path.startswith("/srv/"):
+            steps.append(f"mkdir -p {target}")
+        elif not Path(mount.mount_path).is_dir():
+            raise AssertionError(f"{mount.mount_path}: only paths under /srv can be made here")
+        steps.append(f"mount --bind {q(str(source))} {target}")
+        if mount.read_only:
+            steps.append(f"mount -o remount,bind,ro {target}")
+    steps.append('cd /srv/jupyterhub; exec "$@"')
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "; ".join(steps), "sh"]
 
 
 def require_namespaces() -> None:
@@ -167,6 +191,7 @@ class Deployment:
         self.workdir = workdir
         self.state = workdir / "srv-jupyterhub"  # the hub's /srv/jupyterhub
         self.state.mkdir()
+        self.claims = workdir / "claims"  # one directory per claim the hub mounts
         self.hub = HubProcess(workdir / "hub")
         self.provider = ProviderProcess()
         self.emulator = EmulatorProcess(workdir / "k8s", run_processes=True)
@@ -194,6 +219,32 @@ class Deployment:
                 "spec": {"accessModes": ["ReadWriteMany"],
                          "resources": {"requests": {"storage": "1Gi"}}},
             })  # fmt: skip
+        # kubectl apply -f apel-ssm-cronjob.yaml: its claim holds the APEL queue
+        for document in yaml.safe_load_all(APEL_MANIFEST.read_text()):
+            if document["kind"] == "PersistentVolumeClaim":
+                document["metadata"]["namespace"] = NAMESPACE
+                document["spec"]["storageClassName"] = "nfs-client"
+                self.emulator.post("persistentvolumeclaims", NAMESPACE, document)
+
+    def hub_mounts(self) -> list[tuple[Path, HubMount]]:
+        """The hub pod's extra mounts, each with its claim's directory; a claim that does not
+        exist would keep the hub pod Pending."""
+        mounts = []
+        for mount in self.chart.hub_mounts():
+            claim = self.emulator.get("persistentvolumeclaims", NAMESPACE, mount.claim)
+            assert claim is not None, f"hub mounts claim {mount.claim}, which nobody created"
+            source = self.claims / mount.claim / mount.sub_path
+            source.mkdir(parents=True, exist_ok=True)
+            mounts.append((source, mount))
+        return mounts
+
+    def claim_dir(self, mount_path: str) -> Path:
+        """The test directory that is the hub's ``mount_path`` (a hub.extraVolumeMounts path
+        or below it)."""
+        for source, mount in sorted(self.hub_mounts(), key=lambda m: -len(m[1].mount_path)):
+            if mount_path == mount.mount_path or mount_path.startswith(mount.mount_path + "/"):
+                return source / mount_path[len(mount.mount_path) :].lstrip("/")
+        raise AssertionError(f"{mount_path} is on no hub.extraVolumeMounts path")
 
     def hub_config(self, section: str) -> dict[str, Any]:
         return self.values["hub"]["config"][section]
@@ -223,7 +274,7 @@ class Deployment:
             **self.chart.hub_env(self.secret_value),
             "KUBECONFIG": str(self.emulator.kubeconfig),
         }
-        hub.command_prefix = namespace_prefix(self.workdir, self.state)
+        hub.command_prefix = namespace_prefix(self.workdir, self.state, self.hub_mounts())
         hub.start(timeout=90)
         return self
 
@@ -451,6 +502,76 @@ def test_session_is_accounted_and_admin_sees_it(deployment, alice):
     bob = login(hub.url, "bob").client
     denied = bob.get(f"{hub.url}/services/accounting/", follow_redirects=True)
     assert denied.status_code == 403
+
+
+def _queue_messages(directory: Path) -> list[str]:
+    """The messages of a dirq queue, read as ssmsend reads them (lock, get, unlock)."""
+    queue = QueueSimple(str(directory))
+    messages = []
+    for name in list(queue):
+        if queue.lock(name):
+            try:
+                messages.append(queue.get(name).decode())
+            finally:
+                queue.unlock(name)
+    return messages
+
+
+def _child_pid(parent: int, *words: str) -> int | None:
+    """The process of ``parent`` whose command line has all ``words`` (a managed service)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # gone meanwhile
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and all(w in argv for w in words):
+            return int(proc.name)
+    return None
+
+
+def test_apel_queue_is_on_the_claim_ssmsend_reads(deployment, alice):
+    """The accounting service writes its queue where the CronJob's ssmsend reads it: on the
+    claim of apel-ssm-cronjob.yaml (mounted at /srv/apel), in --spool-dir=/srv/apel/outgoing.
+
+    It exports at its start, then every apel_interval (1 h): to see a record arrive, the
+    service is restarted after alice's session ended, as a hub pod restart does (SIGTERM; the
+    hub starts a managed service again when it exits). Nothing of the configuration changes.
+    """
+    hub = deployment.hub
+    command = hub.api("GET", "/services/accounting").json()["command"]
+    (spool,) = [a.split("=", 1)[1] for a in command if a.startswith("--spool-dir=")]
+    assert spool == "/srv/apel/outgoing"
+    queue_dir = deployment.claim_dir(spool)
+    assert queue_dir.is_relative_to(deployment.claims / "egi-notebooks-apel-spool")
+    # the queue is made at the service's first cycle, on the claim, not in the hub's own
+    _wait(queue_dir.is_dir, 150, f"the APEL queue {queue_dir}")
+    assert not (deployment.state / "apel-outgoing").exists()
+    # alice's session, ended (the accounting test ends it; alone, this test does)
+    if hub.api("GET", f"/users/{ALICE}").json().get("servers"):
+        hub.api("DELETE", f"/users/{ALICE}/server", token=deployment.user_token(ALICE))
+        hub.wait_for_server(ALICE, ready=False, timeout=120)
+    database = deployment.state / "accounting.sqlite"
+    ended = _wait(
+        lambda: [s for s in _sessions(database) if s.end_time is not None], 150,
+        "the end of alice's session",
+    )  # fmt: skip
+    hub_pid = int((hub.workdir / "jupyterhub.pid").read_text())
+    words = ("egi_notebooks.cli", "accounting")
+    old = _child_pid(hub_pid, *words)
+    assert old is not None, "no accounting service process under the hub"
+    os.kill(old, signal.SIGTERM)
+    _wait(lambda: (_child_pid(hub_pid, *words) or old) != old, 180, "accounting's restart")
+
+    def queued() -> list[str]:
+        return [m for m in _queue_messages(queue_dir) if ended[-1].vmuuid in m]
+
+    (message, *_) = _wait(queued, 180, f"alice's record in {queue_dir}")
+    assert message.startswith("APEL-cloud-message: v0.4\n")
+    assert "SiteName: EXAMPLE-SITE\n" in message
 
 
 def test_no_secret_in_the_logs(deployment):

@@ -11,7 +11,9 @@ into traitlets configuration (z2jh 4.x, ``jupyterhub/files/hub/jupyterhub_config
 - ``cull`` -> the idle-culler service and its role, ``hub.services`` / ``hub.loadRoles``;
 - ``hub.config`` set as-is per class (after the chart's own settings), then every
   ``hub.extraConfig`` snippet in sorted key order;
-- ``hub.extraEnv`` and the chart's own variables -> the hub container's environment.
+- ``hub.extraEnv`` and the chart's own variables -> the hub container's environment;
+- ``hub.extraVolumes`` / ``hub.extraVolumeMounts`` -> the hub container's file system
+  (:meth:`Chart.hub_mounts`: claims only; the rehearsal bind-mounts a directory per claim).
 
 Only the keys :data:`TRANSLATED` lists are implemented, plus :data:`CHART_ONLY` keys that render
 Kubernetes objects and no hub configuration; :func:`unsupported` names every other key of a
@@ -31,6 +33,7 @@ import re
 import secrets
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,6 +59,8 @@ CHART_DEFAULTS: dict[str, Any] = {
         "db": {"type": "sqlite-pvc", "url": None, "password": None},
         "extraConfig": {},
         "extraEnv": {},
+        "extraVolumes": [],
+        "extraVolumeMounts": [],
         "loadRoles": {},
         "services": {},
         "allowNamedServers": False,
@@ -204,6 +209,10 @@ CHART_ONLY = (
     "rbac.create",
 )
 
+#: Keys of the hub pod's spec that reach the hub's file system, not its configuration
+#: (:meth:`Chart.hub_mounts`).
+HUB_POD = ("hub.extraVolumes", "hub.extraVolumeMounts")
+
 SERVICE_KEYS = {"apiToken", "name", "url", "admin", "oauth_no_confirm", "display", "info",
                 "oauth_client_allowed_scopes", "oauth_roles", "command", "environment",
                 "oauth_redirect_uri", "oauth_client_id", "cwd", "user"}  # fmt: skip
@@ -212,6 +221,16 @@ PLACEHOLDER = re.compile(r"<[^<>\n]*>")
 
 class UnsupportedValues(ValueError):
     """A values file uses keys this translation does not implement."""
+
+
+@dataclass(frozen=True)
+class HubMount:
+    """One of the hub container's ``hub.extraVolumeMounts``, on a PersistentVolumeClaim."""
+
+    mount_path: str
+    claim: str
+    sub_path: str = ""
+    read_only: bool = False
 
 
 # ----- values ------------------------------------------------------------------------------
@@ -248,7 +267,9 @@ def _covered(path: str, keys: tuple[str, ...]) -> bool:
 
 def unsupported(user_values: Mapping[str, Any]) -> list[str]:
     """Every key path of ``user_values`` neither translated nor chart-only (empty: all known)."""
-    problems = [p for p in _paths(user_values) if not _covered(p, TRANSLATED + CHART_ONLY)]
+    problems = [
+        p for p in _paths(user_values) if not _covered(p, TRANSLATED + CHART_ONLY + HUB_POD)
+    ]
     storage_type = _get(user_values, "singleuser.storage.type", "dynamic")
     if storage_type != "none":
         problems.append(f"singleuser.storage.type={storage_type} (only 'none' is implemented)")
@@ -560,6 +581,39 @@ class Chart:
         if extra_volumes or extra_mounts:
             raise UnsupportedValues("singleuser.storage.extraVolumes/Mounts are not implemented")
         return volumes, mounts
+
+    def hub_mounts(self) -> list[HubMount]:
+        """The hub container's extra mounts (``hub.extraVolumeMounts`` with the
+        ``hub.extraVolumes`` they name), parents before children. Only claim volumes are
+        implemented: anything else is UnsupportedValues; a mount of an undeclared volume, a
+        relative path or a map instead of a list (z2jh 4.x: lists) is a ValueError, as the
+        chart or the API server would refuse it."""
+        volumes: dict[str, Mapping[str, Any]] = {}
+        for key in HUB_POD:
+            if not isinstance(self.get(key) or [], list):
+                raise ValueError(f"{key} must be a list (zero-to-jupyterhub 4.x)")
+        for volume in self.get("hub.extraVolumes") or []:
+            kinds = set(volume) - {"name"}
+            if kinds != {"persistentVolumeClaim"}:
+                raise UnsupportedValues(
+                    f"hub.extraVolumes {volume.get('name')}: only persistentVolumeClaim "
+                    f"volumes are implemented, not {sorted(kinds)}"
+                )
+            volumes[volume["name"]] = volume
+        mounts = []
+        for mount in self.get("hub.extraVolumeMounts") or []:
+            unknown = set(mount) - {"name", "mountPath", "subPath", "readOnly"}
+            if unknown:
+                raise UnsupportedValues(f"hub.extraVolumeMounts: {sorted(unknown)}")
+            if mount.get("name") not in volumes:
+                raise ValueError(f"hub.extraVolumeMounts: no hub.extraVolumes {mount.get('name')}")
+            path = mount.get("mountPath", "")
+            if not path.startswith("/"):
+                raise ValueError(f"hub.extraVolumeMounts {mount['name']}: mountPath {path!r}")
+            claim = volumes[mount["name"]]["persistentVolumeClaim"]["claimName"]
+            mounts.append(HubMount(path.rstrip("/") or "/", claim, mount.get("subPath", ""),
+                                   bool(mount.get("readOnly", False))))  # fmt: skip
+        return sorted(mounts, key=lambda m: m.mount_path.count("/"))
 
     def _culler(self, c: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         get = self.get
