@@ -1,6 +1,7 @@
 """Figure (issue 5): probe overhead = total run time minus spawn time, median over N runs.
 
-A real hub (with configurable-http-proxy) runs the status service as a managed service; the
+A real hub (with configurable-http-proxy, EGICheckinAuthenticator against the local OIDC
+provider) runs the status service as a managed service added with ``add_status_service``; the
 probe user's server is a local jupyterhub-singleuser (jupyter-server + JupyterLab + ipykernel).
 Each run is started with an admin's POST (``run?wait=1``) and its phase timings are read from
 the result. Target: median overhead under 2 s on this machine.
@@ -23,40 +24,38 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from egi_notebooks.services.status import DEFAULT_PROBE_USER  # noqa: E402
+from tests.harness.egi_hub import EGIHub  # noqa: E402
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG, HubProcess, free_port  # noqa: E402
 
 TARGET = 2.0
-USER = "egi-notebooks-probe"
+USER = DEFAULT_PROBE_USER
 
 
-LIGHT = ("--ServerApp.jpserver_extensions={'jupyterlab': False, 'jupyter_lsp': False, "
-         "'jupyter_server_terminals': False, 'notebook_shim': False}")
+LIGHT = (
+    "--ServerApp.jpserver_extensions={'jupyterlab': False, 'jupyter_lsp': False, "
+    "'jupyter_server_terminals': False, 'notebook_shim': False}"
+)
 
 
-def config(workdir: Path, hub: HubProcess, light: bool = False,
-           hub_stop_only: bool = False) -> str:
-    cmd = [
-        sys.executable, "-m", "egi_notebooks.cli", "status",
+def config(workdir: Path, hub: HubProcess, light: bool = False, hub_stop_only: bool = False) -> str:
+    args = [
         "--StatusApp.first_run_delay=-1",
-        f"--StatusApp.proxy_url={hub.url}",
         f"--StatusApp.history_file={workdir / 'status.json'}",
     ]
     if hub_stop_only:
-        cmd.append("--StatusApp.shutdown_via_server=False")
-    role = {
-        "name": "status-probe",
-        "services": ["status"],
-        "scopes": [f"admin:users!user={USER}", f"servers!user={USER}",
-                   f"access:servers!user={USER}", "admin:groups!group=egi-notebooks-probe"],
-    }
-    return LOCAL_SPAWNER_CONFIG + f"""
-import sys
-c.JupyterHub.authenticator_class = "dummy"
+        args.append("--StatusApp.shutdown_via_server=False")
+    # the documented helper: the service with its least-privilege role
+    return (
+        LOCAL_SPAWNER_CONFIG
+        + f"""
+from egi_notebooks.hubconfig import add_status_service
 c.JupyterHub.log_level = "INFO"
-c.JupyterHub.services.append({{"name": "status", "command": {cmd!r},
-                               "url": "http://127.0.0.1:{free_port()}"}})
-c.JupyterHub.load_roles.append({role!r})
-""" + (f"c.Spawner.args.append({LIGHT!r})\n" if light else "")
+add_status_service(c, url="http://127.0.0.1:{free_port()}", proxy_url={hub.url!r},
+                   probe_user={USER!r}, args={args!r})
+"""
+        + (f"c.Spawner.args.append({LIGHT!r})\n" if light else "")
+    )
 
 
 def spread(values: list[float]) -> str:
@@ -67,18 +66,28 @@ def spread(values: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--light", action="store_true",
-                        help="single-user servers without the JupyterLab/LSP/terminal "
-                        "extensions (a lighter process)")
-    parser.add_argument("--hub-stop-only", action="store_true",
-                        help="no server-side /api/shutdown before the hub's stop "
-                        "(StatusApp.shutdown_via_server=False), for comparison")
+    parser.add_argument(
+        "--light",
+        action="store_true",
+        help="single-user servers without the JupyterLab/LSP/terminal "
+        "extensions (a lighter process)",
+    )
+    parser.add_argument(
+        "--hub-stop-only",
+        action="store_true",
+        help="no server-side /api/shutdown before the hub's stop "
+        "(StatusApp.shutdown_via_server=False), for comparison",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="status-bench-") as tmp:
         workdir = Path(tmp)
-        hub = HubProcess(workdir)
-        hub.config = config(workdir, hub, args.light, args.hub_stop_only)
-        with hub:
+        # the production authenticator (the probe user never signs in: it makes no
+        # difference to the runs, but the hub is the one the service runs in)
+        egi = EGIHub(workdir / "hub")
+        hub = egi.hub
+        egi.hub_config = config(workdir, hub, args.light, args.hub_stop_only)
+        egi.start()
+        try:
             url = f"{hub.url}/services/status/"
             for _ in range(100):  # the service starts after the hub answers
                 try:
@@ -102,24 +111,36 @@ def main() -> int:
                 overheads.append(total - spawn)
                 for name, took in phases.items():
                     per_phase.setdefault(name, []).append(took)
-                print(f"run {i + 1}: total {total:.2f} s, spawn {spawn:.2f} s, "
-                      f"overhead {total - spawn:.2f} s  "
-                      + " ".join(f"{k}={v:.2f}" for k, v in phases.items()))
+                print(
+                    f"run {i + 1}: total {total:.2f} s, spawn {spawn:.2f} s, "
+                    f"overhead {total - spawn:.2f} s  "
+                    + " ".join(f"{k}={v:.2f}" for k, v in phases.items())
+                )
+        finally:
+            egi.stop()
     median = statistics.median(overheads)
     print()
-    print("phase medians: " + ", ".join(
-        f"{k} {statistics.median(v):.2f} s" for k, v in per_phase.items()))
+    print(
+        "phase medians: "
+        + ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in per_phase.items())
+    )
     print(f"total run: median {statistics.median(totals):.2f} s ({spread(totals)})")
     print(f"spawn:     median {statistics.median(spawns):.2f} s ({spread(spawns)})")
     kind = "light servers (no lab extensions)" if args.light else "full JupyterLab servers"
-    print(f"single-user servers: {kind}; stop: "
-          + ("hub only" if args.hub_stop_only else "server /api/shutdown, then the hub"))
-    print(f"FIGURE probe overhead (total - spawn), median of {len(overheads)} runs: "
-          f"{median:.2f} s ({spread(overheads)})")
+    print(
+        f"single-user servers: {kind}; stop: "
+        + ("hub only" if args.hub_stop_only else "server /api/shutdown, then the hub")
+    )
+    print(
+        f"FIGURE probe overhead (total - spawn), median of {len(overheads)} runs: "
+        f"{median:.2f} s ({spread(overheads)})"
+    )
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average (1/5/15 min) at the end: {load} on {os.cpu_count()} cores")
-    print(f"ratio to the 2 s target: {median / TARGET:.2f} "
-          f"({'met' if median < TARGET else 'NOT met'})")
+    print(
+        f"ratio to the 2 s target: {median / TARGET:.2f} "
+        f"({'met' if median < TARGET else 'NOT met'})"
+    )
     return 0
 
 
