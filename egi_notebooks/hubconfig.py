@@ -199,3 +199,84 @@ def add_accounting_service(
             "services": [name],
         },
     )
+
+
+#: What hub admins must not hold: auth_state holds the users' refresh tokens, which never
+#: leave the hub, not even to admins.
+WITHHELD_ADMIN_SCOPES = frozenset({"admin:auth_state"})
+
+_RESTRICTED_MARK = "_egi_notebooks_withheld_scopes"
+
+
+def _subscopes(scope: str) -> list[str]:
+    from jupyterhub.scopes import scope_definitions
+
+    return list(scope_definitions.get(scope, {}).get("subscopes", []))
+
+
+def _reaches(scope: str, withheld: frozenset[str]) -> bool:
+    return scope in withheld or any(_reaches(s, withheld) for s in _subscopes(scope))
+
+
+def scopes_without(scopes: list[str], withheld: frozenset[str]) -> list[str]:
+    """``scopes`` with each scope that includes a withheld one replaced by its subscopes,
+    recursively, so that everything else it granted stays granted."""
+    result: list[str] = []
+    for scope in scopes:
+        if scope in withheld:
+            continue
+        if _reaches(scope, withheld):
+            result.extend(s for s in scopes_without(_subscopes(scope), withheld) if s not in result)
+        elif scope not in result:
+            result.append(scope)
+    return result
+
+
+def default_admin_scopes() -> list[str]:
+    """The installed JupyterHub's own default ``admin`` scopes (before any restriction)."""
+    from jupyterhub import roles
+
+    upstream = getattr(roles.get_default_roles, _RESTRICTED_MARK, (roles.get_default_roles,))[0]
+    (admin,) = [r for r in upstream() if r["name"] == "admin"]
+    return list(admin["scopes"])
+
+
+def restrict_admin_role(c: Any, withheld: frozenset[str] = WITHHELD_ADMIN_SCOPES) -> None:
+    """Redefine JupyterHub's ``admin`` role without ``admin:auth_state``.
+
+    The default admin role holds ``admin:users``, which includes ``admin:auth_state``:
+    every admin could read every user's refresh token. Its scopes become the installed
+    JupyterHub's default admin scopes with ``admin:users`` replaced by its other subscopes
+    (``users``, ``read:roles:users``, ``delete:users``). Admins lose what needs
+    ``admin:users`` itself: reading auth_state, and creating, renaming and editing users
+    through the API (the edit answer carries the whole auth_state). Who is an admin does not
+    change (``admin_users``, ``admin_groups``, ``admin_entitlements`` still grant the role).
+
+    JupyterHub refuses other scopes for ``admin`` in ``load_roles`` (RoleValueError: the role
+    is checked against ``jupyterhub.roles.get_default_roles``), so this replaces that
+    function, in the hub process this configuration runs in, with one that returns the
+    restricted admin role. Without this call the next hub start resets the role to the default.
+    """
+    from jupyterhub import roles
+
+    for role in _current(c, "load_roles", []):
+        if role.get("name") == "admin" and "scopes" in role:
+            raise ValueError(
+                "restrict_admin_role: c.JupyterHub.load_roles sets scopes of the admin role; "
+                "leave them out (the restricted role defines them)"
+            )
+    current = roles.get_default_roles
+    upstream = getattr(current, _RESTRICTED_MARK, (current,))[0]
+
+    def get_default_roles() -> list[dict[str, Any]]:
+        defaults = upstream()
+        for role in defaults:
+            if role["name"] == "admin":
+                role["scopes"] = scopes_without(role["scopes"], frozenset(withheld))
+                role["description"] = (
+                    "Elevated privileges, without users' auth_state (egi-notebooks)"
+                )
+        return defaults
+
+    setattr(get_default_roles, _RESTRICTED_MARK, (upstream, frozenset(withheld)))
+    roles.get_default_roles = get_default_roles

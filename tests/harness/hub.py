@@ -95,6 +95,9 @@ class HubProcess:
             c.JupyterHub.services = [{{"name": "test-admin", "api_token": "{self.admin_token}"}}]
             c.JupyterHub.load_roles = [
                 {{"name": "admin", "services": ["test-admin"]}},
+                # test-only: the harness inspects auth_state, which admins may not read
+                {{"name": "test-inspect-auth-state", "scopes": ["admin:auth_state"],
+                  "services": ["test-admin"]}},
             ]
             """
         )
