@@ -144,17 +144,19 @@ def test_unusable_certificate_or_key_is_refused_without_showing_the_key(pki, tmp
 
 
 def start_app(tmp_path, *args: str) -> AccountingApp:
-    AccountingApp.clear_instance()
-    app = AccountingApp()
-    app.initialize([
+    """The service started as the hub starts it; ``args`` replace these defaults."""
+    defaults = [
         f"--db-url=sqlite:///{tmp_path / 'accounting.sqlite'}",
         f"--spool-dir={tmp_path / 'q'}",
         "--ApelRenderer.site_name=EGI-TEST",
         "--AccountingApp.serve_web=False",
         "--AMSSender.url=https://msg.argo.grnet.gr",
         "--AMSSender.token=t0ken",
-        *args,
-    ])  # fmt: skip
+    ]
+    given = {a.split("=", 1)[0] for a in args}
+    AccountingApp.clear_instance()
+    app = AccountingApp()
+    app.initialize([*(a for a in defaults if a.split("=", 1)[0] not in given), *args])
     return app
 
 
@@ -166,6 +168,8 @@ def start_app(tmp_path, *args: str) -> AccountingApp:
         (["--AMSSender.key_file={key}"], "AMSSender.cert_file"),
         (["--AMSSender.cert_file={soon}", "--AMSSender.key_file={soon_key}"],
          "AMSSender.cert_file"),
+        (["--AMSSender.cert_file={cert}", "--AMSSender.key_file={key}", "--AMSSender.token="],
+         "AMSSender.token"),
     ],
 )  # fmt: skip
 def test_service_refuses_to_start_unable_to_sign(pki, tmp_path, capfd, args, trait):
