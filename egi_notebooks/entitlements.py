@@ -10,8 +10,16 @@ A *pattern* (``allowed_entitlements``, ``admin_entitlements``, spawner ``vo_volu
 profile ``entitlements``) is either a full entitlement URN or the short form
 ``<vo>[:<group>...][:role=<role>]``. A pattern matches an entitlement when the VO and the
 group path are equal and, when the pattern names a role (or an authority, for full URNs),
-that too is equal. A pattern without a role matches any role; the short form matches any
-namespace and authority.
+that too is equal. A pattern without a role matches any role.
+
+A VO name means nothing without the namespace and authority that vouch for it: anyone can
+mint ``urn:mace:evil.org:group:vo.notebooks.egi.eu:role=manager#evil.org``. An
+:class:`EntitlementTrust` (the namespaces and authorities of the identity provider) says
+which entitlements count. Given one, :func:`matches_any` lets the short form match trusted
+entitlements only, and a full URN without an authority only entitlements whose authority is
+trusted; a full URN that names its authority stays exact (the operator named it). The
+authenticator keeps only trusted entitlements in auth_state, so the VOs, the hub groups and
+everything the spawner and accounting read come from trusted entitlements alone.
 
 This module is the only place that knows the grammar: the authenticator, the spawner and
 accounting all import it.
@@ -21,11 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "Entitlement",
     "EntitlementPattern",
+    "EntitlementTrust",
+    "IssuerDefaults",
+    "issuer_defaults",
+    "count_entitlement_values",
     "parse_entitlement",
     "parse_pattern",
     "parse_entitlements",
@@ -76,14 +88,93 @@ class EntitlementPattern:
     authority: str | None = None
     source: str = ""
 
-    def matches(self, entitlement: Entitlement) -> bool:
+    def matches(self, entitlement: Entitlement, trust: EntitlementTrust | None = None) -> bool:
+        """Grammar match; with ``trust``, what the pattern leaves open must be trusted."""
         if entitlement.vo != self.vo or entitlement.groups != self.groups:
             return False
         if self.role is not None and entitlement.role != self.role:
             return False
         if self.namespace is not None and entitlement.namespace != self.namespace:
             return False
-        return self.authority is None or entitlement.authority == self.authority
+        if self.authority is not None:
+            return _same_authority(entitlement.authority, self.authority)
+        if trust is None:
+            return True
+        if self.namespace is None:
+            return trust.trusts(entitlement)
+        return trust.authority_ok(entitlement)
+
+
+def _same_authority(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a.lower() == b.lower()
+
+
+@dataclass(frozen=True)
+class EntitlementTrust:
+    """The namespaces and authorities whose entitlements count (compared case-insensitively).
+
+    ``without_authority``: whether an entitlement without ``#<authority>`` counts (AARC-G069
+    made the authority optional; Check-in's ``eduperson_entitlement`` always carries one).
+    """
+
+    namespaces: frozenset[str]
+    authorities: frozenset[str]
+    without_authority: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "namespaces", frozenset(n.lower() for n in self.namespaces))
+        object.__setattr__(self, "authorities", frozenset(a.lower() for a in self.authorities))
+
+    def authority_ok(self, entitlement: Entitlement) -> bool:
+        if entitlement.authority is None:
+            return self.without_authority
+        return entitlement.authority.lower() in self.authorities
+
+    def trusts(self, entitlement: Entitlement) -> bool:
+        return entitlement.namespace in self.namespaces and self.authority_ok(entitlement)
+
+    def filter(self, entitlements: Iterable[Entitlement]) -> list[Entitlement]:
+        return [e for e in entitlements if self.trusts(e)]
+
+
+@dataclass(frozen=True)
+class IssuerDefaults:
+    """Entitlement trust defaults of one identity provider."""
+
+    namespaces: frozenset[str]
+    authorities: frozenset[str]
+    without_authority: bool
+
+
+CHECKIN_NAMESPACE = "urn:mace:egi.eu"
+CHECKIN_AUTHORITY = "aai.egi.eu"
+# issuer host -> (namespace, authority-less entitlements count); the host itself is a trusted
+# authority too. EOSC EU Node (EOSC Federation) releases its group entitlements in the
+# ``entitlements`` claim without authority; the EOSC Core Infrastructure Proxy (formerly EOSC
+# Portal AAI) drops it in that claim as AARC-G069 allows.
+_EOSC_ISSUERS = {
+    "proxy.aai.open-science-cloud.ec.europa.eu": "urn:geant:eosc-federation.eu",
+    "proxy.staging.eosc-federation.eu": "urn:geant:eosc-federation.eu",
+    "proxy.testing.eosc-federation.eu": "urn:geant:eosc-federation.eu",
+    "aai.eosc-portal.eu": "urn:geant:eosc-portal.eu",
+    "aai-demo.eosc-portal.eu": "urn:geant:eosc-portal.eu",
+}
+_CHECKIN_TEST_HOSTS = ("aai-demo.egi.eu", "aai-dev.egi.eu")
+
+
+def issuer_defaults(issuer: str) -> IssuerDefaults:
+    """Trust defaults for ``issuer``: EOSC AAI's for its known hosts, else Check-in's.
+
+    Any other issuer (a Keycloak realm, the local provider of the demo and the tests) gets
+    Check-in's namespace and authority: EGI VOs are what the hub's configuration names.
+    """
+    host = (urlsplit(issuer).hostname or "").lower()
+    if host in _EOSC_ISSUERS:
+        return IssuerDefaults(frozenset({_EOSC_ISSUERS[host]}), frozenset({host}), True)
+    authorities = {CHECKIN_AUTHORITY}
+    if host in _CHECKIN_TEST_HOSTS:
+        authorities.add(host)
+    return IssuerDefaults(frozenset({CHECKIN_NAMESPACE}), frozenset(authorities), False)
 
 
 def _split_path(path: str) -> tuple[tuple[str, ...], str | None]:
@@ -183,11 +274,25 @@ def vos_of(entitlements: Iterable[Entitlement]) -> list[str]:
 
 
 def matches_any(
-    patterns: Iterable[EntitlementPattern], entitlements: Iterable[Entitlement]
+    patterns: Iterable[EntitlementPattern],
+    entitlements: Iterable[Entitlement],
+    trust: EntitlementTrust | None = None,
 ) -> bool:
-    """True when any pattern matches any entitlement."""
+    """True when any pattern matches any entitlement (see :meth:`EntitlementPattern.matches`)."""
     entitlements = list(entitlements)
-    return any(p.matches(e) for p in patterns for e in entitlements)
+    return any(p.matches(e, trust) for p in patterns for e in entitlements)
+
+
+def count_entitlement_values(claims: Mapping[str, object], names: Iterable[str]) -> int:
+    """How many values the claims ``names`` hold together, without parsing any (cheap)."""
+    total = 0
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, str):
+            total += 1
+        elif isinstance(value, list | tuple):
+            total += len(value)
+    return total
 
 
 def choose_primary_vo(vos: list[str], priority: Iterable[str] = ()) -> str | None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
+import unicodedata
 from inspect import isawaitable
 from typing import Any
 from urllib.parse import urlencode
 
+import jwt
 from jupyterhub.crypto import CryptKeeper
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
@@ -22,8 +25,11 @@ from tornado.httpclient import HTTPRequest
 from traitlets import Bool, Enum, Float, Integer, List, Set, Unicode, default, observe, validate
 
 from ..entitlements import (
+    EntitlementTrust,
     choose_primary_vo,
+    count_entitlement_values,
     entitlements_of,
+    issuer_defaults,
     matches_any,
     parse_pattern,
     vos_of,
@@ -56,6 +62,13 @@ CHECKIN_SCOPE = [
 ]
 # Check-in's entitlement claim and its successor, released side by side during the move
 ENTITLEMENT_CLAIMS = ["eduperson_entitlement", "entitlements"]
+# Check-in's voperson_id: ``<opaque lowercase id>@<scope>`` (hex ids, the demo's alice@egi.eu)
+VOPERSON_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}@[a-z0-9][a-z0-9.-]{0,252}$"
+# any other claim (preferred_username in the 1.0-compatible mode): ASCII, case kept (the hub
+# lowercases it, as egi-notebooks-hub 1.0 did)
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,254}$"
+# VO names that may become hub group names (group names end up in RBAC scopes: group=<name>)
+VO_GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 # traits filled from discovery unless the operator set them
 DISCOVERED_URLS = {
     "authorize_url": "authorization_endpoint",
@@ -107,10 +120,24 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
     # ---- users and authorization ---------------------------------------------------
     username_fallback_claims = List(
         Unicode(),
-        ["sub"],
+        [],
         config=True,
-        help="""Claims tried in order when ``username_claim`` (a string) is absent.
-        There is no anonymous fallback: without any of them the login is refused.""",
+        help="""Claims tried in order when ``username_claim`` (a string) is absent. Default:
+        none (a fallback such as ``sub`` names the same person differently, so a user whose
+        ``voperson_id`` is missing once would get a second hub user). There is no anonymous
+        fallback: without any of them the login is refused. The fallback's value must pass
+        ``username_claim_pattern`` too.""",
+    )
+    username_claim_pattern = Unicode(
+        config=True,
+        help=f"""Regular expression the username claim's value must match (full match), as
+        the provider released it. Default: ``{VOPERSON_ID_PATTERN}`` when ``username_claim``
+        is ``voperson_id`` (Check-in's are lowercase: an upper-case one is refused, not
+        lowercased into another user's name), else ``{USERNAME_PATTERN}`` (the hub
+        lowercases it, as egi-notebooks-hub 1.0 did with ``preferred_username``). Whatever
+        the pattern, a value that Unicode NFKC normalisation changes (U+212A KELVIN SIGN
+        would become ``K``) or with surrounding spaces is refused: such values fold
+        different identities into one hub user.""",
     )
     entitlements_claims = List(
         Unicode(),
@@ -134,7 +161,62 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
     allowed_vos = Set(
         Unicode(),
         config=True,
-        help="VO names whose members (any group, any role) may log in.",
+        help="""VO names whose members (any group, any role) may log in. Only entitlements
+        of ``trusted_entitlement_namespaces`` and ``trusted_entitlement_authorities`` make a
+        user a member.""",
+    )
+    trusted_entitlement_namespaces = Set(
+        Unicode(),
+        config=True,
+        help="""Entitlement namespaces (``urn:mace:egi.eu``) whose entitlements count: the
+        VOs in auth_state (``allowed_vos``, hub groups, ``primary_vo``, the spawner's
+        profiles and VO volumes), and the short patterns of ``allowed_entitlements`` and
+        ``admin_entitlements``. Anyone can mint an entitlement with an EGI VO's name in a
+        namespace of their own. Default by issuer: ``urn:geant:eosc-federation.eu`` for the
+        EOSC EU Node AAI (``proxy.aai.open-science-cloud.ec.europa.eu``,
+        ``proxy.staging.eosc-federation.eu``, ``proxy.testing.eosc-federation.eu``),
+        ``urn:geant:eosc-portal.eu`` for the EOSC Core Infrastructure Proxy
+        (``aai.eosc-portal.eu``, ``aai-demo.eosc-portal.eu``), Check-in's
+        ``urn:mace:egi.eu`` for any other issuer. Compared case-insensitively.""",
+    )
+    trusted_entitlement_authorities = Set(
+        Unicode(),
+        config=True,
+        help="""Entitlement authorities (the part after ``#``) whose entitlements count,
+        together with ``trusted_entitlement_namespaces``. Default: ``aai.egi.eu`` (plus the
+        Check-in host itself for ``aai-demo.egi.eu`` and ``aai-dev.egi.eu``); the issuer's
+        host for the EOSC AAIs.""",
+    )
+    entitlements_without_authority = Bool(
+        config=True,
+        help="""Whether an entitlement without ``#<authority>`` counts (when its namespace
+        is trusted). AARC-G069 made the authority optional. Default: False for Check-in,
+        whose ``eduperson_entitlement`` always carries ``#aai.egi.eu``; True for the EOSC
+        AAIs, whose ``entitlements`` claim leaves it out.""",
+    )
+    max_entitlements = Integer(
+        1000,
+        min=1,
+        config=True,
+        help="""Most entitlement values a user may have (all ``entitlements_claims``
+        together); a login with more is refused with a message saying so, and a refresh
+        with more ends the session. Real users have tens. Parsing 1,000 takes about 15 ms
+        of the hub's event loop at every login and refresh.""",
+    )
+    vo_groups = Set(
+        Unicode(),
+        config=True,
+        help="""VOs that become hub groups besides those the configuration already names
+        (``allowed_vos``, the VOs of ``allowed_entitlements`` and ``admin_entitlements``
+        patterns, ``allowed_groups``, ``admin_groups``). Only those VOs make hub groups:
+        with none named, no VO becomes a group (every VO of every user would otherwise make
+        a group that is never removed).""",
+    )
+    vo_group_pattern = Unicode(
+        VO_GROUP_PATTERN,
+        config=True,
+        help="""Regular expression a VO name must match (full match) to become a hub group
+        name; other VOs still authorize, they only make no group.""",
     )
     allowed_entitlements = Set(
         Unicode(),
@@ -250,6 +332,30 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
     def _default_manage_groups(self) -> bool:
         return True
 
+    @default("trusted_entitlement_namespaces")
+    def _default_trusted_namespaces(self) -> set[str]:
+        return set(issuer_defaults(self.issuer).namespaces)
+
+    @default("trusted_entitlement_authorities")
+    def _default_trusted_authorities(self) -> set[str]:
+        return set(issuer_defaults(self.issuer).authorities)
+
+    @default("entitlements_without_authority")
+    def _default_entitlements_without_authority(self) -> bool:
+        return issuer_defaults(self.issuer).without_authority
+
+    @default("username_claim_pattern")
+    def _default_username_claim_pattern(self) -> str:
+        return VOPERSON_ID_PATTERN if self.username_claim == "voperson_id" else USERNAME_PATTERN
+
+    @validate("username_claim_pattern", "vo_group_pattern")
+    def _validate_regex(self, proposal: dict) -> str:
+        try:
+            re.compile(proposal["value"])
+        except re.error as e:
+            raise ValueError(f"{type(self).__name__}.{proposal['trait'].name}: {e}") from e
+        return proposal["value"]
+
     _entitlements_claims_configured = False
 
     @observe("entitlements_claims")
@@ -329,6 +435,44 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
             )
         if not self.client_id:
             self.log.warning("%s.client_id is not set: logins will fail", name)
+        # validated here too: a pattern computed as a default is not seen by @validate
+        re.compile(self.username_claim_pattern)
+        self.log.info(
+            "%s: entitlements count from namespaces %s, authorities %s%s",
+            name,
+            sorted(self.trusted_entitlement_namespaces),
+            sorted(self.trusted_entitlement_authorities),
+            " and without authority" if self.entitlements_without_authority else "",
+        )
+        self._warn_unnamed_group_vos()
+
+    @property
+    def entitlement_trust(self) -> EntitlementTrust:
+        """The namespaces and authorities whose entitlements count."""
+        return EntitlementTrust(
+            frozenset(self.trusted_entitlement_namespaces),
+            frozenset(self.trusted_entitlement_authorities),
+            self.entitlements_without_authority,
+        )
+
+    @property
+    def group_vos(self) -> set[str]:
+        """The VOs that become hub groups: those the configuration names."""
+        patterns = [*self.allowed_entitlements, *self.admin_entitlements]
+        named = {parse_pattern(p).vo for p in patterns}
+        named |= self.allowed_vos | self.vo_groups | self.allowed_groups | self.admin_groups
+        pattern = re.compile(self.vo_group_pattern)
+        return {vo for vo in named if pattern.fullmatch(vo)}
+
+    def _warn_unnamed_group_vos(self) -> None:
+        pattern = re.compile(self.vo_group_pattern)
+        bad = sorted(vo for vo in self.allowed_vos | self.vo_groups if not pattern.fullmatch(vo))
+        if bad and self.manage_groups:
+            self.log.warning(
+                "%s: VOs %s do not match vo_group_pattern and make no hub group",
+                type(self).__name__,
+                bad,
+            )
 
     @property
     def issuer(self) -> str:
@@ -470,16 +614,60 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
             raise web.HTTPError(503, f"{self.login_service} did not return your profile.") from e
         if not isinstance(user_info, dict):
             raise web.HTTPError(503, f"{self.login_service} returned an unusable profile.")
+        # at login the verified id_token's claims are at hand; a refresh is checked in
+        # update_auth_model, against the id_token it stores
+        expected = (token_info.get("id_token_claims") or {}).get("sub")
+        if expected is not None and user_info.get("sub") != expected:
+            self.log.warning("Login refused: %s", self.subject_mismatch(expected, user_info))
+            raise web.HTTPError(403, "The login failed verification; sign in again.")
         return user_info
+
+    @staticmethod
+    def subject_mismatch(expected: str, claims: dict[str, Any]) -> str:
+        return (
+            f"the userinfo answer is about subject {claims.get('sub')!r},"
+            f" the id_token about {expected!r}"
+        )
+
+    def too_many_entitlements(self, claims: Any) -> str | None:
+        """Why ``claims`` hold too many entitlements, or None (counted, never parsed)."""
+        if not isinstance(claims, dict):
+            return None
+        count = count_entitlement_values(claims, self.entitlements_claims)
+        if count <= self.max_entitlements:
+            return None
+        return (
+            f"{self.login_service} released {count:,} entitlements, more than the"
+            f" {self.max_entitlements:,} this hub accepts (max_entitlements)"
+        )
+
+    def identity_refusal(self, auth_state: dict[str, Any]) -> str | None:
+        """Why the claims in ``auth_state`` must not be used, or None."""
+        claims = auth_state.get(self.user_auth_state_key) or {}
+        too_many = self.too_many_entitlements(claims)
+        if too_many:
+            return too_many
+        id_token = auth_state.get("id_token")
+        if not id_token or not isinstance(claims, dict):
+            return None
+        # verified when it arrived (login, refresh); read here only for its subject. One that
+        # cannot be read was never verified (verify_id_token off): nothing to compare with.
+        try:
+            expected = jwt.decode(id_token, options={"verify_signature": False}).get("sub")
+        except jwt.PyJWTError:
+            return None
+        if claims.get("sub") != expected:
+            return self.subject_mismatch(expected, claims)
+        return None
 
     # ---- users and authorization ---------------------------------------------------------
     def user_info_to_username(self, user_info: dict[str, Any]) -> str:
         if callable(self.username_claim):
-            return super().user_info_to_username(user_info)
+            return self.checked_username("username_claim", super().user_info_to_username(user_info))
         for claim in [self.username_claim, *self.username_fallback_claims]:
             value = user_info.get(claim)
-            if isinstance(value, str) and value.strip():
-                return value.strip()
+            if isinstance(value, str) and value:
+                return self.checked_username(claim, value)
         self.log.warning(
             "Login refused: none of the claims %s is released (check the client's scopes)",
             [self.username_claim, *self.username_fallback_claims],
@@ -488,7 +676,31 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
             403, f"{self.login_service} did not release a user identifier; login refused."
         )
 
+    def checked_username(self, claim: str, value: Any) -> str:
+        """``value`` as is, when it is in normal form and matches ``username_claim_pattern``.
+
+        Never repaired: a value that normalisation would change names someone else after
+        JupyterHub's lowercasing (``\u212a`` -> ``K`` -> ``k``), so the login is refused.
+        """
+        normal = isinstance(value, str) and unicodedata.normalize("NFKC", value) == value
+        if normal and value.strip() == value and re.fullmatch(self.username_claim_pattern, value):
+            return value
+        self.log.warning(
+            "Login refused: claim %s is not a valid user identifier (%r does not match"
+            " username_claim_pattern, or is not in Unicode NFKC normal form)",
+            claim,
+            value,
+        )
+        raise web.HTTPError(
+            403, f"{self.login_service} released an unusable user identifier; login refused."
+        )
+
     def build_auth_state_dict(self, token_info: dict, user_info: dict) -> dict[str, Any]:
+        # login only (a refresh builds its auth_state itself): refuse with the reason
+        too_many = self.too_many_entitlements(user_info)
+        if too_many:
+            self.log.warning("Login refused: %s", too_many)
+            raise web.HTTPError(403, f"Login refused: {too_many}.")
         token_info = dict(token_info)
         token_info.pop("id_token_claims", None)
         auth_state = super().build_auth_state_dict(token_info, user_info)
@@ -506,29 +718,48 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
         }
 
     def entitlements_from(self, auth_state: dict[str, Any]) -> list:
+        """Every entitlement of the claims, trusted or not (patterns decide; see
+        :meth:`update_auth_model`, which refuses more than ``max_entitlements`` first)."""
         claims = auth_state.get(self.user_auth_state_key) or {}
         if not isinstance(claims, dict):
             return []
         return entitlements_of(claims, self.entitlements_claims)
 
     async def update_auth_model(self, auth_model: dict[str, Any]) -> dict[str, Any]:
-        """Record VOs, primary VO and entitlements in auth_state; admin from entitlements."""
+        """Record VOs, primary VO and entitlements in auth_state; admin from entitlements.
+
+        Only trusted entitlements are recorded: the VOs, the hub groups and what the spawner
+        and accounting read never come from a namespace or authority the hub does not trust.
+        Claims that must not be used (too many entitlements; about another subject than the
+        id_token) give no VO and mark the model ``refused``: a login is refused, a refresh
+        ends the session.
+        """
         auth_state = auth_model["auth_state"]
-        entitlements = self.entitlements_from(auth_state)
-        vos = vos_of(entitlements)
+        refusal = self.identity_refusal(auth_state)
+        entitlements = [] if refusal else self.entitlements_from(auth_state)
+        trust = self.entitlement_trust
+        trusted = trust.filter(entitlements)
+        vos = vos_of(trusted)
         auth_state["vos"] = vos
         auth_state["primary_vo"] = choose_primary_vo(vos, self.vo_priority)
-        auth_state["entitlements"] = sorted({e.urn for e in entitlements})
-        if self.admin_entitlements and not auth_model.get("admin"):
+        auth_state["entitlements"] = sorted({e.urn for e in trusted})
+        if refusal:
+            auth_model["refused"] = refusal
+            if not auth_model.get("admin"):
+                auth_model["admin"] = False
+        elif self.admin_entitlements and not auth_model.get("admin"):
             patterns = [parse_pattern(p) for p in self.admin_entitlements]
-            auth_model["admin"] = matches_any(patterns, entitlements)
+            auth_model["admin"] = matches_any(patterns, entitlements, trust)
         return auth_model
 
     async def get_user_groups(self, auth_state: dict[str, Any]) -> set[str]:
-        """Hub groups mirror the user's VOs."""
-        return set(auth_state.get("vos") or [])
+        """Hub groups mirror the user's VOs that the configuration names (:attr:`group_vos`)."""
+        return set(auth_state.get("vos") or []) & self.group_vos
 
     async def check_allowed(self, username: str, auth_model: dict[str, Any]) -> bool:
+        if auth_model is not None and auth_model.get("refused"):
+            self.log.warning("Login of %s refused: %s", username, auth_model["refused"])
+            raise web.HTTPError(403, f"Login refused: {auth_model['refused']}.")
         if await super().check_allowed(username, auth_model):
             return True
         if auth_model is None:
@@ -538,11 +769,15 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
             return True
         if self.allowed_entitlements:
             patterns = [parse_pattern(p) for p in self.allowed_entitlements]
-            if matches_any(patterns, self.entitlements_from(auth_state)):
+            entitlements = self.entitlements_from(auth_state)
+            if matches_any(patterns, entitlements, self.entitlement_trust):
                 return True
         return False
 
     async def is_still_authorized(self, name: str, auth_model: dict[str, Any]) -> bool:
+        if auth_model.get("refused"):
+            self.log.warning("%s: refreshed claims refused: %s", name, auth_model["refused"])
+            return False
         blocked = self.check_blocked_users(name, auth_model)
         if isawaitable(blocked):
             blocked = await blocked

@@ -26,6 +26,8 @@ ENDPOINT_KEYS = (
     "introspection_endpoint",
     "end_session_endpoint",
 )
+# Larger id_tokens are refused before parsing; a logout sends the id_token back in a URL.
+MAX_ID_TOKEN_LENGTH = 64_000
 # Asymmetric algorithms only: an HS256 id_token would be signed with the client secret.
 ALLOWED_ID_TOKEN_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 
@@ -136,9 +138,7 @@ class OIDCMetadata:
             raise DiscoveryError(f"{self.url} did not return a JSON object")
         issuer = document.get("issuer")
         if issuer != self.issuer:
-            raise DiscoveryError(
-                f"{self.url} names issuer {issuer!r}, expected {self.issuer!r}"
-            )
+            raise DiscoveryError(f"{self.url} names issuer {issuer!r}, expected {self.issuer!r}")
         for key in ("authorization_endpoint", "token_endpoint"):
             if not isinstance(document.get(key), str):
                 raise DiscoveryError(f"{self.url} has no {key}")
@@ -173,9 +173,19 @@ class OIDCMetadata:
         nonce: str | None = None,
         leeway: float = 30,
     ) -> dict[str, Any]:
-        """Verify signature, ``iss``, ``aud``, ``exp`` (and ``nonce`` when given); return claims."""
-        if not isinstance(id_token, str) or len(id_token) > 64_000:
+        """Verify signature, ``iss``, ``aud``, ``azp``, ``exp`` (and ``nonce`` when given).
+
+        Returns the claims. With several audiences ``azp`` must be present, and when present
+        it must be ``audience`` (the hub's client_id): a token issued to another client that
+        merely lists the hub among its audiences is not the hub's.
+        """
+        if not isinstance(id_token, str):
             raise IdTokenError("id_token is not a compact JWT")
+        if len(id_token) > MAX_ID_TOKEN_LENGTH:
+            raise IdTokenError(
+                f"id_token is not a compact JWT of at most {MAX_ID_TOKEN_LENGTH:,} characters: it"
+                f" has {len(id_token):,} (a provider that puts very many entitlements in it?)"
+            )
         try:
             header = jwt.get_unverified_header(id_token)
         except jwt.PyJWTError as e:
@@ -198,6 +208,14 @@ class OIDCMetadata:
             raise IdTokenError(f"id_token rejected: {e}") from e
         if nonce is not None and claims.get("nonce") != nonce:
             raise IdTokenError("id_token nonce does not match the login request")
+        aud = claims["aud"]
+        several = isinstance(aud, list) and len(aud) > 1
+        if "azp" in claims or several:
+            if claims.get("azp") != audience:
+                raise IdTokenError(
+                    f"id_token azp {claims.get('azp')!r} is not this client"
+                    + (" (an id_token with several audiences must name it)" if several else "")
+                )
         return claims
 
     async def _signing_key(self, kid: str | None, alg: str) -> Any:

@@ -5,7 +5,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from egi_notebooks.entitlements import (
+    EntitlementTrust,
     choose_primary_vo,
+    count_entitlement_values,
+    issuer_defaults,
     matches_any,
     parse_entitlement,
     parse_entitlements,
@@ -40,8 +43,18 @@ def test_parse_subgroup_and_percent_encoding():
 
 @pytest.mark.parametrize(
     "junk",
-    [None, 42, "", "vo.notebooks.egi.eu", "urn:mace:egi.eu:group:", "http://x:group:y",
-     "urn:mace:egi.eu:group::role=member", "x" * 5000, ["list"], {"a": 1}],
+    [
+        None,
+        42,
+        "",
+        "vo.notebooks.egi.eu",
+        "urn:mace:egi.eu:group:",
+        "http://x:group:y",
+        "urn:mace:egi.eu:group::role=member",
+        "x" * 5000,
+        ["list"],
+        {"a": 1},
+    ],
 )
 def test_junk_is_skipped_not_raised(junk):
     assert parse_entitlement(junk) is None
@@ -106,3 +119,56 @@ def test_any_text_parses_or_is_none(text):
     parsed = parse_entitlement(text)
     if parsed is not None:
         assert parsed.vo and ":group:" in text
+
+
+CHECKIN_TRUST = EntitlementTrust(frozenset({"urn:mace:egi.eu"}), frozenset({"aai.egi.eu"}))
+
+
+@pytest.mark.parametrize(
+    "pattern, entitlement, expected",
+    [
+        # the short form: trusted namespace and authority only
+        ("vo.notebooks.egi.eu:role=member", CHECKIN, True),
+        ("vo.notebooks.egi.eu", "urn:mace:evil.org:group:vo.notebooks.egi.eu#evil.org", False),
+        ("vo.notebooks.egi.eu", "urn:mace:egi.eu:group:vo.notebooks.egi.eu#evil.org", False),
+        ("vo.notebooks.egi.eu", "urn:mace:egi.eu:group:vo.notebooks.egi.eu", False),
+        ("vo.notebooks.egi.eu", "urn:mace:evil.org:group:vo.notebooks.egi.eu#aai.egi.eu", False),
+        # a full URN naming its authority is exact, whatever the trust
+        ("urn:mace:evil.org:group:vo.x#evil.org", "urn:mace:evil.org:group:vo.x#evil.org", True),
+        ("urn:mace:evil.org:group:vo.x#evil.org", "urn:mace:evil.org:group:vo.x#EVIL.org", True),
+        # a full URN without authority: its namespace, a trusted authority
+        ("urn:mace:egi.eu:group:vo.notebooks.egi.eu", CHECKIN, True),
+        ("urn:mace:egi.eu:group:vo.x", "urn:mace:egi.eu:group:vo.x#evil.org", False),
+        ("urn:mace:egi.eu:group:vo.x", "urn:mace:egi.eu:group:vo.x", False),
+    ],
+)
+def test_pattern_matching_with_trust(pattern, entitlement, expected):
+    parsed = parse_entitlement(entitlement)
+    assert parse_pattern(pattern).matches(parsed, CHECKIN_TRUST) is expected
+    assert matches_any([parse_pattern(pattern)], [parsed], CHECKIN_TRUST) is expected
+
+
+def test_entitlements_without_authority_count_only_when_trusted_so():
+    bare = parse_entitlement("urn:geant:eosc-federation.eu:group:pp-1:role=owner")
+    eosc = EntitlementTrust(frozenset({"urn:geant:eosc-federation.eu"}), frozenset(), True)
+    assert eosc.trusts(bare) and eosc.filter([bare, parse_entitlement(CHECKIN)]) == [bare]
+    assert not CHECKIN_TRUST.trusts(bare)
+
+
+def test_issuer_defaults():
+    checkin = issuer_defaults("https://aai.egi.eu/auth/realms/egi")
+    assert checkin.namespaces == {"urn:mace:egi.eu"} and checkin.authorities == {"aai.egi.eu"}
+    assert not checkin.without_authority
+    demo = issuer_defaults("https://aai-demo.egi.eu/auth/realms/egi")
+    assert demo.authorities == {"aai.egi.eu", "aai-demo.egi.eu"}
+    assert issuer_defaults("http://127.0.0.1:4000/auth/realms/egi") == checkin
+    node = issuer_defaults("https://proxy.staging.eosc-federation.eu")
+    assert node.namespaces == {"urn:geant:eosc-federation.eu"} and node.without_authority
+    portal = issuer_defaults("https://AAI.eosc-portal.eu/auth/realms/core")
+    assert portal.namespaces == {"urn:geant:eosc-portal.eu"}
+    assert portal.authorities == {"aai.eosc-portal.eu"}
+
+
+def test_counting_values_parses_nothing():
+    claims = {"a": ["x"] * 5, "b": "one", "c": {"no": "list"}, "d": None}
+    assert count_entitlement_values(claims, ["a", "b", "c", "d", "missing"]) == 6

@@ -157,7 +157,9 @@ async def test_refresh_keeps_missing_id_token_and_foreign_keys(authenticator):
         "access_token": "old-at",
         "refresh_token": "old-rt",
         "id_token": "old-idt",
-        "oauth_user": {"eduperson_entitlement": ["urn:mace:egi.eu:group:vo.a:role=member"]},
+        "oauth_user": {
+            "eduperson_entitlement": ["urn:mace:egi.eu:group:vo.a:role=member#aai.egi.eu"]
+        },
         "added_by_someone_else": {"keep": True},
     }
     model = await auth.auth_model_from_refresh(
@@ -177,7 +179,7 @@ async def test_refresh_keeps_missing_id_token_and_foreign_keys(authenticator):
 
 async def test_refresh_claims_come_from_the_verified_id_token(authenticator):
     auth = authenticator(allowed_vos={"vo.a"})
-    fresh = id_token(eduperson_entitlement=["urn:mace:egi.eu:group:vo.b:role=member"])
+    fresh = id_token(eduperson_entitlement=["urn:mace:egi.eu:group:vo.b:role=member#aai.egi.eu"])
     model = await auth.auth_model_from_refresh(
         FakeUser(),
         {"access_token": "a", "refresh_token": "r", "oauth_user": {"eduperson_entitlement": []}},
