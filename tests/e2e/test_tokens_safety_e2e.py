@@ -105,9 +105,13 @@ def test_a_revoked_token_is_refused_on_the_next_call(tokens_hub):
         assert egi.auth_state(ALICE)["access_token"] not in refused.text
 
 
-def test_a_failing_provider_is_asked_once_per_backoff_not_once_per_call(tokens_hub):
+@pytest.mark.parametrize("background_refresh", [True, False])
+def test_a_failing_provider_is_asked_once_per_backoff_not_once_per_call(
+    tokens_hub, background_refresh
+):
     egi = tokens_hub(
-        "c.EGICheckinAuthenticator.background_refresh_max_backoff = 600\n",
+        "c.EGICheckinAuthenticator.background_refresh_max_backoff = 600\n"
+        f"c.EGICheckinAuthenticator.background_refresh = {background_refresh}\n",
         access_token_lifetime=6,
     )
     assert login(egi.hub.url, "alice").ok
@@ -120,7 +124,8 @@ def test_a_failing_provider_is_asked_once_per_backoff_not_once_per_call(tokens_h
     for _ in range(20):
         assert fetch(egi, token).status_code == 404
     attempts = egi.provider.stats()["faulted"] - before
-    # the background refresher's backoff (5 s, then doubling) allows a retry or two at most
+    # the authenticator's per-user backoff (5 s, then doubling) allows a retry or two at most,
+    # with or without the background refresh
     assert attempts <= 3, attempts
     egi.provider.set_fault("none")
     r = wait_for_status(egi, token, 200)
