@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from egi_notebooks.demo.provider.demo_users import demo_users
+from egi_notebooks.demo.provider.demo_users import demo_users, entitlement
 from tests.harness.login import login
 
 pytestmark = pytest.mark.e2e
@@ -185,7 +185,7 @@ def test_lost_vo_is_refused_at_next_refresh_and_admin_follows_entitlements(egi_h
     )
     egi.provider.patch_claims(
         "admin",
-        {"eduperson_entitlement": ["urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=member"]},
+        {"eduperson_entitlement": [entitlement("vo.notebooks.egi.eu")]},
     )
     sleep_into_refresh_window(egi, "alice@egi.eu")
     home = alice.client.get(f"{egi.hub.url}/hub/home")
