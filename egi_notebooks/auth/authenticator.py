@@ -36,7 +36,7 @@ from ..entitlements import (
 )
 from .background import BackgroundRefresher
 from .discovery import DiscoveryError, IdTokenError, OIDCMetadata
-from .login import EGILoginHandler, nonce_from_state_cookie
+from .login import EGICallbackHandler, EGILoginHandler, nonce_from_state_cookie
 from .logout import EGILogoutHandler, LogoutMixin
 from .refresh import (
     ClientAuthError,
@@ -81,6 +81,7 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
     """Log in with EGI Check-in; authorize and make admins from VO entitlements."""
 
     login_handler = EGILoginHandler
+    callback_handler = EGICallbackHandler
     logout_handler = EGILogoutHandler
 
     # ---- provider -------------------------------------------------------------------

@@ -1,11 +1,18 @@
-"""The login redirect: waits for discovery, adds an OpenID Connect nonce."""
+"""The login redirect (waits for discovery, adds an OpenID Connect nonce) and the callback."""
 
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
-from oauthenticator.oauth2 import OAuthLoginHandler, _deserialize_state, _serialize_state
+from oauthenticator.oauth2 import (
+    OAuthCallbackHandler,
+    OAuthLoginHandler,
+    _deserialize_state,
+    _serialize_state,
+)
 from tornado import web
+from tornado.log import app_log
 
 from .discovery import DiscoveryError
 
@@ -55,3 +62,22 @@ class EGILoginHandler(OAuthLoginHandler):
             extra_params=params,
             response_type="code",
         )
+
+
+class EGICallbackHandler(OAuthCallbackHandler):
+    """The OAuth callback, whose error lines never carry the request's query string.
+
+    ``/hub/oauth_callback?code=...&state=...``: tornado names the request URI when it logs a
+    failed request (``log_exception``), and the authorization code and state are in it.
+    JupyterHub's access line already hides them.
+    """
+
+    def _request_summary(self) -> str:
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, web.HTTPError):
+            super().log_exception(typ, value, tb)  # uses _request_summary
+            return
+        # tornado's version adds repr(request), which holds the URI
+        app_log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))

@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import httpx
-from tornado import netutil
+from tornado import netutil, web
 from tornado.httpserver import HTTPServer
 from traitlets import Float, Integer, Unicode, default
 from traitlets.config import Application
@@ -171,6 +172,70 @@ async def bounded_map(
                 return e
 
     return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+# a path followed by a query string: the query goes (it may hold a token sent in a URL)
+_QUERY_AFTER_PATH = re.compile(r"(/[^\s?'\"<>]*)\?[^\s'\"<>]+")
+_TORNADO_LOGGERS = ("tornado.access", "tornado.application", "tornado.general")
+
+
+def strip_query_strings(text: str) -> str:
+    """``text`` with the query string of every URL path in it removed."""
+    return _QUERY_AFTER_PATH.sub(r"\1", text)
+
+
+class QueryStringFilter(logging.Filter):
+    """Removes query strings from log records: tornado's error lines (``log_exception``) and
+    HubAuth's messages name the request URI, and a caller may have put a token into it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # a broken record: logging reports it as usual
+        stripped = strip_query_strings(message)
+        if stripped != message:
+            record.msg, record.args = stripped, ()
+        return True
+
+
+_query_filter = QueryStringFilter()
+
+
+def install_query_string_filter() -> None:
+    """Put :class:`QueryStringFilter` on tornado's loggers and the services' (idempotent)."""
+    for name in (*_TORNADO_LOGGERS, log.name):
+        logger = logging.getLogger(name)
+        if _query_filter not in logger.filters:
+            logger.addFilter(_query_filter)
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """The access line of a service request: status, method, path (never the query), time."""
+    status = handler.get_status()
+    if status < 400:
+        level = logging.INFO
+    elif status < 500:
+        level = logging.WARNING
+    else:
+        level = logging.ERROR
+    request = handler.request
+    logging.getLogger("tornado.access").log(
+        level,
+        "%d %s %s (%s) %.2fms",
+        status,
+        request.method,
+        request.path,
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )
+
+
+def service_application(handlers: list, **settings: Any) -> web.Application:
+    """A tornado Application for a service whose log lines carry no query strings."""
+    install_query_string_filter()
+    settings.setdefault("log_function", log_request)
+    return web.Application(handlers, **settings)
 
 
 class HubServiceApp(Application):

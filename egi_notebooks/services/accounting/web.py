@@ -14,6 +14,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
 
+from ..hub import service_application
 from .report import day_bounds, parse_day, per_vo, to_csv, usage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,7 +76,7 @@ class UsageHandler(HubOAuthenticated, web.RequestHandler):
 
 def make_app(accounting: AccountingApp) -> web.Application:
     prefix = accounting.service_prefix
-    return web.Application(
+    return service_application(
         [
             (prefix, UsageHandler, {"accounting": accounting}),
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from jupyterhub.services.auth import HubAuth
 from tornado import web
 
+from ..hub import service_application
 from .results import EXIT_CODES, PHASES
 
 if TYPE_CHECKING:
@@ -83,8 +84,12 @@ class RunHandler(BaseHandler):
         if not (model.get("admin") or "admin:servers" in model.get("scopes", [])):
             raise web.HTTPError(403, "only hub admins may start a probe run")
         task, started = self.status_app.trigger()
-        self.status_app.log.info("probe run requested by %s %s (%s)", model.get("kind", "user"),
-                                 model.get("name"), "started" if started else "already running")
+        self.status_app.log.info(
+            "probe run requested by %s %s (%s)",
+            model.get("kind", "user"),
+            model.get("name"),
+            "started" if started else "already running",
+        )
         if self.get_argument("wait", "") in {"1", "true", "yes"}:
             result = await asyncio.shield(task)
             return self.write_json({"started": started, "result": result.to_dict()})
@@ -103,7 +108,7 @@ def make_web_app(app: StatusApp) -> web.Application:
     ]
     if app.service_prefix != "/":
         handlers.append((prefix.rstrip("/"), web.RedirectHandler, {"url": app.service_prefix}))
-    return web.Application(handlers, hub_auth=hub_auth)
+    return service_application(handlers, hub_auth=hub_auth)
 
 
 # -- rendering ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Float, Integer
 
-from ..hub import HubAPIError, HubClient, HubServiceApp
+from ..hub import HubAPIError, HubClient, HubServiceApp, service_application
 from .policy import SERVER_TOKEN_REQUIRED, Refused, grant_for
 
 # how the hub's access-token endpoint starts its refusals of the caller's token
@@ -184,7 +184,7 @@ class TokensApp(HubServiceApp):
 
     def make_web_app(self) -> web.Application:
         prefix = self.service_prefix
-        return web.Application(
+        return service_application(
             [(prefix + "token", TokenHandler), (prefix + "?", HealthHandler)],
             tokens_app=self,
         )
