@@ -3,7 +3,7 @@
 A real JupyterHub (with configurable-http-proxy) authenticates with EGICheckinAuthenticator
 against the local OIDC provider; all N users sign in through the provider's form, so each has
 its VO as a hub group and auth state as in production (the sign-ins are set-up, not measured:
-20 to 25 a second here). ACTIVE of them get a running server (an instant spawner: what is
+12 to 25 a second here). ACTIVE of them get a running server (an instant spawner: what is
 measured is the hub API and the collector, not Jupyter) whose state holds the primary-VO
 annotation, as EGISpawner writes it. Printed: the first poll (every session new), and the
 steady-state poll (median and spread of 5), with the number of hub API requests each needs;
