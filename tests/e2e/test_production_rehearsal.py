@@ -139,6 +139,8 @@ if not {culler!r}:
     c.JupyterHub.load_roles = [r for r in c.JupyterHub.load_roles if r["name"] != {CULLER!r}]
 c.JupyterHub.services.append({{"name": "test-admin", "api_token": {hub.admin_token!r}}})
 c.JupyterHub.load_roles.append({{"name": "admin", "services": ["test-admin"]}})
+c.JupyterHub.load_roles.append({{"name": "test-inspect-auth-state", "scopes": ["admin:auth_state"],
+                                "services": ["test-admin"]}})  # test-only: admins may not read it
 """
 
 
