@@ -9,6 +9,7 @@ which then stops every child in order.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import httpx
 
-from .provider.app import READY_LINE
+# what both local providers print once they listen, followed by their issuer
+READY_LINE = "provider ready at "
+CHECKIN_SCRIPT = Path("devtools") / "oidc-provider" / "checkin.mjs"
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -147,6 +150,43 @@ def start_provider(
     ).start(cwd=cwd)
     try:
         provider.wait_until(lambda: READY_LINE in provider.log(), timeout, "ready line", 0.02)
+    except BaseException:
+        provider.stop()
+        raise
+    return provider, provider.log().split(READY_LINE, 1)[1].split()[0]
+
+
+def checkout_root() -> Path | None:
+    """The source checkout with the certified provider and its node_modules: the current
+    directory or the one this package was installed from (editable install), else None."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / CHECKIN_SCRIPT).is_file() and (root / "node_modules" / "oidc-provider").is_dir():
+            return root
+    return None
+
+
+def start_checkin_provider(
+    config_path: Path, log_path: Path, cwd: Path, env: dict | None = None, timeout: float = 30
+) -> tuple[ChildProcess, str]:
+    """The certified OpenID provider (npm ``oidc-provider``, configured as EGI Check-in) as a
+    child on a free port: the child and its issuer. It runs from a source checkout, which has
+    the script and the ``node_modules`` that ``./run`` installs."""
+    root = checkout_root()
+    node = shutil.which("node")
+    if root is None or node is None:
+        raise RuntimeError(
+            f"the local EGI Check-in needs node and a source checkout with {CHECKIN_SCRIPT} and "
+            "node_modules/oidc-provider: run it from the checkout, where `./run demo` "
+            "(npm install) puts them"
+        )
+    provider = ChildProcess(
+        "provider",
+        [node, str(root / CHECKIN_SCRIPT), "--port", "0", "--config", str(config_path)],
+        log_path,
+        env=env,
+    ).start(cwd=cwd)
+    try:
+        provider.wait_until(lambda: READY_LINE in provider.log(), timeout, "ready line", 0.05)
     except BaseException:
         provider.stop()
         raise

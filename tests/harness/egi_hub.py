@@ -9,15 +9,29 @@ from typing import Any
 import pytest
 
 from .hub import HubProcess
-from .provider import ProviderProcess, make_provider_config
+from .provider import ProviderProcess, make_provider_config, marked_implementation
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        'provider(implementation): the local OIDC provider a test runs against: "certified" '
+        '(npm oidc-provider as EGI Check-in) or "ours" (fault injection)',
+    )
 
 
 class EGIHub:
     """Provider + hub, started together; ``hub_config`` is appended to the hub config."""
 
-    def __init__(self, workdir: Path, hub_config: str = "", **provider_settings: Any) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        hub_config: str = "",
+        provider_implementation: str | None = None,
+        **provider_settings: Any,
+    ) -> None:
         self.hub = HubProcess(workdir)
-        self.provider = ProviderProcess()
+        self.provider = ProviderProcess(provider_implementation)
         self.provider_settings = provider_settings
         self.hub_config = textwrap.dedent(hub_config)
 
@@ -62,12 +76,21 @@ class EGIHub:
 
 
 @pytest.fixture
-def egi_hub_factory(tmp_path):
-    """``start(hub_config="", **provider_settings) -> EGIHub``; stopped at teardown."""
+def egi_hub_factory(tmp_path, request):
+    """``start(hub_config="", **provider_settings) -> EGIHub``; stopped at teardown. The
+    provider is the one the test's ``provider`` marker names (``provider_implementation=``
+    overrides it)."""
     started: list[EGIHub] = []
 
-    def start(hub_config: str = "", **provider_settings: Any) -> EGIHub:
-        egi = EGIHub(tmp_path / f"hub{len(started)}", hub_config, **provider_settings)
+    def start(
+        hub_config: str = "", provider_implementation: str | None = None, **provider_settings: Any
+    ) -> EGIHub:
+        egi = EGIHub(
+            tmp_path / f"hub{len(started)}",
+            hub_config,
+            provider_implementation or marked_implementation(request),
+            **provider_settings,
+        )
         started.append(egi)
         return egi.start()
 

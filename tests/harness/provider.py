@@ -1,8 +1,17 @@
-"""The local OpenID Connect provider as a real process, for tests, benchmarks and the demo.
+"""A local OpenID Connect provider as a real process, for tests and benchmarks.
 
-``ProviderProcess`` does not need pytest; the fixtures at the bottom are defined only when
-pytest is importable. The provider listens on ``--port 0`` and announces its issuer on stdout,
-so there is no race for a free port.
+Two implementations behind one API (``ProviderProcess(implementation=...)``):
+
+- ``"certified"``: the certified npm ``oidc-provider`` configured as EGI Check-in
+  (``devtools/oidc-provider/checkin.mjs``): the happy paths (code flow with PKCE, rotating
+  refresh tokens, revocation, introspection, RP-initiated logout, entitlements in userinfo only).
+- ``"ours"``: the project's own provider, for fault injection (``set_fault``: down, slow,
+  garbage, HTML 500) and what the certified one does not do (JWT access tokens).
+
+Both read the same configuration document (``make_provider_config``) and answer the same
+admin API (users, client secret, lifetimes, stats). ``ProviderProcess`` does not need pytest;
+the fixtures at the bottom are defined only when pytest is importable. The provider listens on
+``--port 0`` and announces its issuer on stdout, so there is no race for a free port.
 """
 
 from __future__ import annotations
@@ -18,11 +27,11 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 import httpx
 
-from egi_notebooks.demo.processes import ChildProcess, start_provider
+from egi_notebooks.demo.processes import ChildProcess, start_checkin_provider, start_provider
 from egi_notebooks.demo.provider.demo_users import demo_users, make_config
 from egi_notebooks.demo.provider.handlers import PATHS
 
@@ -31,9 +40,16 @@ DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/hub/oauth_callback"
 DEFAULT_POST_LOGOUT_URI = "http://127.0.0.1:8000/hub/login"
 DEFAULT_SCOPE = "openid profile email offline_access eduperson_entitlement voperson_id"
 HTTP_TIMEOUT = 10.0
+CERTIFIED = "certified"
+OURS = "ours"
+IMPLEMENTATIONS = (CERTIFIED, OURS)
+# what a ProviderProcess runs unless told
+DEFAULT_IMPLEMENTATION = OURS
 
 __all__ = [
+    "CERTIFIED",
     "DEFAULT_CONFIG",
+    "OURS",
     "ProviderProcess",
     "demo_users",
     "make_provider_config",
@@ -66,7 +82,12 @@ def pkce_pair() -> tuple[str, str]:
 
 
 class ProviderProcess:
-    def __init__(self) -> None:
+    def __init__(self, implementation: str | None = None) -> None:
+        """``implementation``: ``"certified"`` or ``"ours"`` (None: ``DEFAULT_IMPLEMENTATION``)."""
+        implementation = implementation or DEFAULT_IMPLEMENTATION
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}: {implementation!r}")
+        self.implementation = implementation
         self.child: ChildProcess | None = None
         self.workdir: Path | None = None
         self.config: dict[str, Any] = {}
@@ -90,8 +111,9 @@ class ProviderProcess:
         config_path.write_text(json.dumps(config))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        starter = start_checkin_provider if self.implementation == CERTIFIED else start_provider
         try:
-            self.child, self.issuer = start_provider(
+            self.child, self.issuer = starter(
                 config_path, self.workdir / "provider.log", self.workdir, env, timeout
             )
         except BaseException:
@@ -235,11 +257,20 @@ class ProviderProcess:
     async def areset_stats(self) -> None:
         await self.aadmin("POST", "/_admin/stats/reset")
 
+    def _check_faults(self) -> None:
+        if self.implementation != OURS:
+            raise RuntimeError(
+                f'fault injection needs ProviderProcess(implementation="{OURS}"), '
+                f"not {self.implementation!r}"
+            )
+
     def set_fault(self, mode: str = "none", **kw: Any) -> Any:
         """``mode`` with ``delay``, ``endpoints`` (default all OIDC ones), ``count``."""
+        self._check_faults()
         return self.admin(*self._fault(mode, **kw))
 
     async def aset_fault(self, mode: str = "none", **kw: Any) -> Any:
+        self._check_faults()
         return await self.aadmin(*self._fault(mode, **kw))
 
     def settings(self, **kw: Any) -> dict[str, Any]:
@@ -288,23 +319,44 @@ class ProviderProcess:
             "scope": DEFAULT_SCOPE,
             **params,
         }
-        http = http or self.http
-        form = http.get(self.endpoint("authorization"), params=query)
+        if http is None:
+            # a new browser for each login: in the certified provider's session, another
+            # account's login would first end (revoke) the previous one's
+            http = self.http
+            http.cookies.clear()
+        form = self._until_away(http, http.get(self.endpoint("authorization"), params=query))
         if form.status_code != 200 or "<form" not in form.text:
             return form
         fields = {
             html.unescape(name): html.unescape(value)
             for name, value in re.findall(
-                r'<input type="hidden" name="([^"]*)" value="([^"]*)">', form.text
+                r'<input type="hidden" name="([^"]*)" value="([^"]*)"', form.text
             )
         }
         fields.update(username=login, password=login if password is None else password)
         action = html.unescape(re.search(r'<form[^>]*action="([^"]*)"', form.text).group(1))
-        return http.post(self.url + action, data=fields)
+        return self._until_away(http, http.post(self.url + action, data=fields))
+
+    def _until_away(self, http: httpx.Client, response: httpx.Response) -> httpx.Response:
+        """Follow redirects within the provider (the certified one goes through interaction
+        and resume pages); the answer is a page, or a redirect elsewhere (to the client)."""
+        from .login import auto_submitted
+
+        for _ in range(10):
+            submitted = auto_submitted(http, response)
+            if submitted is not None:
+                response = submitted
+                continue
+            if response.status_code not in (302, 303) or not response.headers[
+                "location"
+            ].startswith(("/", self.url)):
+                return response
+            response = http.get(urljoin(str(response.url), response.headers["location"]))
+        raise RuntimeError("too many redirects at the provider")
 
     def get_code(self, login: str, password: str | None = None, **params: Any) -> str:
         r = self.authorize(login, password, **params)
-        if r.status_code != 302:
+        if r.status_code not in (302, 303):
             raise RuntimeError(f"login of {login} failed: {r.status_code} {r.text[:300]}")
         query = parse_qs(urlsplit(r.headers["location"]).query)
         if "code" not in query:
@@ -331,6 +383,13 @@ class ProviderProcess:
         return r.json()
 
 
+def marked_implementation(request: Any) -> str | None:
+    """The implementation a test asks for with ``@pytest.mark.provider("ours")`` (on the test,
+    its class or its module's ``pytestmark``), or None."""
+    marker = request.node.get_closest_marker("provider")
+    return marker.args[0] if marker is not None else None
+
+
 try:
     import pytest
 except ImportError:  # the demo may run without the test extra
@@ -339,17 +398,20 @@ except ImportError:  # the demo may run without the test extra
 if pytest is not None:
 
     @pytest.fixture
-    def provider_factory():
-        """``start(config=None, **kw) -> ProviderProcess``; stopped at teardown.
+    def provider_factory(request):
+        """``start(config=None, implementation=None, **kw) -> ProviderProcess``; stopped at
+        teardown. ``implementation`` defaults to the test's ``provider`` marker.
 
         Without ``config``: ``make_provider_config(DEFAULT_REDIRECT_URI,
         DEFAULT_POST_LOGOUT_URI, **kw)``."""
         started: list[ProviderProcess] = []
 
-        def start(config: dict[str, Any] | None = None, **kw: Any) -> ProviderProcess:
+        def start(
+            config: dict[str, Any] | None = None, implementation: str | None = None, **kw: Any
+        ) -> ProviderProcess:
             if config is None:
                 config = make_provider_config(DEFAULT_REDIRECT_URI, DEFAULT_POST_LOGOUT_URI, **kw)
-            provider = ProviderProcess()
+            provider = ProviderProcess(implementation or marked_implementation(request))
             started.append(provider)
             return provider.start(config)
 
