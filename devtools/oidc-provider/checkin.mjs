@@ -312,12 +312,14 @@ function loginPage(action, clientId, error) {
   return page('EGI Check-in (demo)', `<h1>EGI Check-in (demo)</h1>
 <p>Sign in to <code>${esc(clientId)}</code>. Demo accounts (password = login name):</p>
 <table>${rows}</table>
-${error ? `<p class="error">${esc(error)}</p>` : ''}
-<form method="post" action="${esc(action)}">
+${error ? `<p class="error" id="input-error">${esc(error)}</p>` : ''}
+<form id="kc-form-login" method="post" action="${esc(action)}">
 <input type="hidden" name="form" value="login">
-<label>Login <input type="text" name="username" autofocus autocomplete="username"></label>
-<label>Password <input type="password" name="password" autocomplete="current-password"></label>
-<button type="submit">Sign in</button>
+<label for="username">Login</label>
+<input type="text" id="username" name="username" autofocus autocomplete="username">
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password">
+<button type="submit" name="login" value="1">Sign in</button>
 </form>`);
 }
 

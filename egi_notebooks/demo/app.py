@@ -1,6 +1,7 @@
 """``egi-notebooks demo``: a complete local EGI Notebooks on 127.0.0.1.
 
-A local OpenID Connect provider stands in for EGI Check-in (demo users below), JupyterHub
+The certified OpenID provider (npm ``oidc-provider``, configured as EGI Check-in; it runs from
+the source checkout's node_modules) stands in for EGI Check-in (demo users below), JupyterHub
 runs ``EGICheckinAuthenticator`` against it, JupyterLab servers run as local processes (no
 Kubernetes here; production uses ``egi-kubespawner``), with the hub-managed services.
 Ctrl-C stops everything it started. All state lives in one directory (``--state-dir``).
@@ -17,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from .processes import ChildProcess, free_port, port_is_free, start_provider
-from .provider.demo_users import DEMO_ENTITLEMENTS, make_config
+from .accounts import DEMO_ENTITLEMENTS, make_config
+from .processes import ChildProcess, free_port, port_is_free, start_checkin_provider
 
 CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
 DEMO_LOGINS = {
@@ -69,7 +70,9 @@ class Demo:
         path = self.state / "provider.json"
         path.write_text(json.dumps(config, indent=1))
         path.chmod(0o600)
-        provider, config["issuer"] = start_provider(path, self.state / "provider.log", self.state)
+        provider, config["issuer"] = start_checkin_provider(
+            path, self.state / "provider.log", self.state
+        )
         self.children.append(provider)
         return config
 
@@ -91,8 +94,9 @@ class Demo:
                 "EGI_DEMO_CLIENT_ID": provider["clients"][0]["client_id"],
                 "EGI_DEMO_CLIENT_SECRET": provider["clients"][0]["client_secret"],
                 "JUPYTERHUB_CRYPT_KEY": self.crypt_key(),
-                "PATH": os.pathsep.join([str(Path(chp).parent), str(Path(sys.executable).parent),
-                                         env.get("PATH", "")]),
+                "PATH": os.pathsep.join(
+                    [str(Path(chp).parent), str(Path(sys.executable).parent), env.get("PATH", "")]
+                ),
             }
         )
         if self.args.extra_config:

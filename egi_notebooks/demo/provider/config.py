@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..accounts import stable_sub
 
 # Lifetimes and flags that the admin API may change at run time (PUT /_admin/settings).
 SETTING_DEFAULTS: dict[str, Any] = {
@@ -50,11 +51,6 @@ class ProviderConfig:
     clients: dict[str, Client]
     users: dict[str, User]
     signing_key_file: str | None
-
-
-def stable_sub(login: str) -> str:
-    """A subject identifier that looks random but is the same for a login on every run."""
-    return hashlib.sha256(f"egi-notebooks-demo:{login}".encode()).hexdigest()
 
 
 def check_setting(name: str, value: Any) -> Any:
