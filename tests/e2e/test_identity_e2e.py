@@ -15,7 +15,8 @@ import pytest
 from egi_notebooks.demo.provider.demo_users import demo_user, demo_users, entitlement
 from tests.harness.login import login
 
-pytestmark = pytest.mark.e2e
+# the certified provider, as EGI Check-in
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 NOTEBOOKS = "vo.notebooks.egi.eu"
 EVIL_MANAGER = f"urn:mace:evil.org:group:{NOTEBOOKS}:role=manager#evil.org"

@@ -21,7 +21,8 @@ from egi_notebooks.migrate_users import SCOPES
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG
 from tests.harness.login import login
 
-pytestmark = pytest.mark.e2e
+# the certified provider, as EGI Check-in
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 NOTEBOOKS_URN = entitlement("vo.notebooks.egi.eu")
 EMPTY_URN = entitlement("vo.gone.eu")

@@ -10,7 +10,8 @@ import pytest
 
 from tests.harness.login import login
 
-pytestmark = pytest.mark.e2e
+# the certified provider, as EGI Check-in
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 ALICE = "alice@egi.eu"
 

@@ -18,7 +18,8 @@ import pytest
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG, free_port
 from tests.harness.login import login
 
-pytestmark = pytest.mark.e2e
+# the certified provider, as EGI Check-in
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 SOAK_SECONDS = float(os.environ.get("EGI_TOKENS_SOAK_SECONDS", "300"))
 
