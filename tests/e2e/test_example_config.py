@@ -29,7 +29,7 @@ import pytest
 from tests.harness.hub import ROOT, HubProcess, free_port
 from tests.harness.k8s.process import EmulatorProcess
 from tests.harness.login import login
-from tests.harness.provider import ProviderProcess, make_provider_config
+from tests.harness.provider import CERTIFIED, ProviderProcess, make_provider_config
 
 pytestmark = pytest.mark.e2e
 
@@ -88,7 +88,7 @@ for service in c.JupyterHub.services:
 def deployment(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("example")
     hub = HubProcess(workdir / "hub")
-    provider = ProviderProcess()
+    provider = ProviderProcess(CERTIFIED)  # as EGI Check-in
     emulator = EmulatorProcess(workdir / "k8s", run_processes=True).start()
     try:
         provider.start(

@@ -20,6 +20,7 @@ from egi_notebooks.spawner import annotations as ann
 from tests.harness.egi_hub import EGIHub
 from tests.harness.k8s.process import EmulatorProcess
 from tests.harness.login import login
+from tests.harness.provider import CERTIFIED
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +51,12 @@ c.EGICheckinAuthenticator.background_refresh_max_interval = 2
 def egi(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("spawner-e2e")
     emulator = EmulatorProcess(workdir / "k8s", run_processes=True).start()
-    hub = EGIHub(workdir / "hub", HUB_CONFIG, access_token_lifetime=TOKEN_LIFETIME)
+    hub = EGIHub(
+        workdir / "hub",
+        HUB_CONFIG,
+        provider_implementation=CERTIFIED,
+        access_token_lifetime=TOKEN_LIFETIME,
+    )
     hub.hub.env["KUBECONFIG"] = str(emulator.kubeconfig)
     hub.k8s = emulator
     try:

@@ -33,6 +33,7 @@ from egi_notebooks.services.status import PROBE_GROUP
 from egi_notebooks.services.status.check import main as check_main
 from tests.harness.egi_hub import EGIHub
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG, HubProcess, free_port
+from tests.harness.provider import CERTIFIED
 
 pytestmark = pytest.mark.e2e
 
@@ -142,7 +143,7 @@ def egi(tmp_path_factory):
             }
         )
     )
-    egi = EGIHub(workdir / "hub")
+    egi = EGIHub(workdir / "hub", provider_implementation=CERTIFIED)
     egi.hub_config = (
         LOCAL_SPAWNER_CONFIG + SPAWNER.format(broken=str(broken)) + service_config(workdir, egi.hub)
     )
