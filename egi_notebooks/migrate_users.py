@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from egi_notebooks.auth.usernames import default_pattern, usable_username
 from egi_notebooks.entitlements import parse_entitlement
 from egi_notebooks.services.hub import HubAPIError, HubClient
 
@@ -54,6 +55,7 @@ class Report:
     already: list[str] = field(default_factory=list)
     running: list[tuple[str, list[str]]] = field(default_factory=list)
     no_claim: list[str] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)
     no_auth_state: list[str] = field(default_factory=list)
     collisions: list[tuple[str, str]] = field(default_factory=list)
     groups_moved: list[tuple[str, str, list[str]]] = field(default_factory=list)
@@ -74,6 +76,8 @@ class Report:
             print(f"skip {name!r}: server(s) running or starting ({listed})", file=out)
         for name in self.no_claim:
             print(f"skip {name!r}: no voperson_id in auth_state", file=out)
+        for name in self.unusable:
+            print(f"skip {name!r}: its voperson_id is not one the authenticator accepts", file=out)
         for name in self.no_auth_state:
             print(f"skip {name!r}: no auth_state (never logged in through the provider)", file=out)
         for name, target in self.collisions:
@@ -87,7 +91,7 @@ class Report:
                   " VO group", file=out)  # fmt: skip
         for what, error in self.failed:
             print(f"FAILED {what}: {error}", file=err)
-        without = len(self.no_claim) + len(self.no_auth_state)
+        without = len(self.no_claim) + len(self.no_auth_state) + len(self.unusable)
         skipped = len(self.running) + without + len(self.collisions)
         renamed, deleted = ("to rename", "to delete") if self.dry_run else ("renamed", "deleted")
         print(
@@ -100,14 +104,21 @@ class Report:
         )
 
 
+class UnusableClaim(Exception):
+    """The claim is there, but the authenticator would refuse it at login."""
+
+
 def target_name(auth_state: Any, claim: str, key: str) -> str | None:
-    """The name the authenticator gives this user now: the claim, stripped and lowercased
-    as JupyterHub normalizes names; None when auth_state does not hold it."""
+    """The name the authenticator gives this user now: the claim, lowercased as JupyterHub
+    normalizes names; None when auth_state does not hold it. UnusableClaim when the
+    authenticator would refuse the value at login (renaming to it would lock the user out)."""
     claims = auth_state.get(key) if isinstance(auth_state, dict) else None
     value = claims.get(claim) if isinstance(claims, dict) else None
     if not isinstance(value, str) or not value.strip():
         return None
-    return value.strip().lower()
+    if not usable_username(value, default_pattern(claim)):
+        raise UnusableClaim(value)
+    return value.lower()
 
 
 def _path(name: str) -> str:
@@ -143,7 +154,11 @@ class Migration:
         if not model.get("auth_state"):
             self.report.no_auth_state.append(name)
             return
-        target = target_name(model["auth_state"], self.args.claim, self.args.auth_state_key)
+        try:
+            target = target_name(model["auth_state"], self.args.claim, self.args.auth_state_key)
+        except UnusableClaim:
+            self.report.unusable.append(name)
+            return
         if target is None:
             self.report.no_claim.append(name)
             return

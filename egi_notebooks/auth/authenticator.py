@@ -12,7 +12,6 @@ import asyncio
 import os
 import re
 import time
-import unicodedata
 from inspect import isawaitable
 from typing import Any
 from urllib.parse import urlencode
@@ -48,6 +47,7 @@ from .refresh import (
 )
 from .refresh_flow import RefreshMixin
 from .token_api import ACCESS_TOKEN_PATH, AccessTokenAPIHandler
+from .usernames import USERNAME_PATTERN, VOPERSON_ID_PATTERN, default_pattern, usable_username
 
 CHECKIN_HOSTS = ("aai.egi.eu", "aai-demo.egi.eu", "aai-dev.egi.eu")
 # `eduperson_entitlement`, not its successor `entitlements`: Check-in refuses a scope that is
@@ -62,11 +62,6 @@ CHECKIN_SCOPE = [
 ]
 # Check-in's entitlement claim and its successor, released side by side during the move
 ENTITLEMENT_CLAIMS = ["eduperson_entitlement", "entitlements"]
-# Check-in's voperson_id: ``<opaque lowercase id>@<scope>`` (hex ids, the demo's alice@egi.eu)
-VOPERSON_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}@[a-z0-9][a-z0-9.-]{0,252}$"
-# any other claim (preferred_username in the 1.0-compatible mode): ASCII, case kept (the hub
-# lowercases it, as egi-notebooks-hub 1.0 did)
-USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,254}$"
 # VO names that may become hub group names (group names end up in RBAC scopes: group=<name>)
 VO_GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 # traits filled from discovery unless the operator set them
@@ -347,7 +342,7 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
 
     @default("username_claim_pattern")
     def _default_username_claim_pattern(self) -> str:
-        return VOPERSON_ID_PATTERN if self.username_claim == "voperson_id" else USERNAME_PATTERN
+        return default_pattern(self.username_claim)
 
     @validate("username_claim_pattern", "vo_group_pattern")
     def _validate_regex(self, proposal: dict) -> str:
@@ -678,13 +673,9 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
         )
 
     def checked_username(self, claim: str, value: Any) -> str:
-        """``value`` as is, when it is in normal form and matches ``username_claim_pattern``.
-
-        Never repaired: a value that normalisation would change names someone else after
-        JupyterHub's lowercasing (``\u212a`` -> ``K`` -> ``k``), so the login is refused.
-        """
-        normal = isinstance(value, str) and unicodedata.normalize("NFKC", value) == value
-        if normal and value.strip() == value and re.fullmatch(self.username_claim_pattern, value):
+        """``value`` as is, when it is usable (``usernames.usable_username``) under
+        ``username_claim_pattern``; otherwise the login is refused."""
+        if usable_username(value, self.username_claim_pattern):
             return value
         self.log.warning(
             "Login refused: claim %s is not a valid user identifier (%r does not match"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from egi_notebooks import migrate_users
 from egi_notebooks.services.hub import HubClient
@@ -38,7 +39,7 @@ def state(voperson_id: str) -> dict:
 
 
 async def test_one_failing_user_does_not_stop_the_others(capsys):
-    users = {"a": state("A@egi.eu"), "b": state("b@egi.eu"), "c": state("c@egi.eu")}
+    users = {"a": state("a@egi.eu"), "b": state("b@egi.eu"), "c": state("c@egi.eu")}
     transport = fake_hub(users, fail={"b"})
     args = migrate_users.parse_args(["--apply"])
     async with HubClient("http://hub/hub/api", "t", transport=transport, backoff=0) as hub:
@@ -52,12 +53,17 @@ async def test_one_failing_user_does_not_stop_the_others(capsys):
     assert "users: 2 renamed" in out.out and "1 failed" in out.out
 
 
-def test_target_name_is_normalized_like_the_hub():
-    assert migrate_users.target_name(
-        state(" AB@EGI.eu ")["auth_state"], "voperson_id", "oauth_user"
-    ) == ("ab@egi.eu")
+def test_target_name_is_what_the_authenticator_would_name_the_user():
+    def target(value):
+        return migrate_users.target_name(state(value)["auth_state"], "voperson_id", "oauth_user")
+
+    assert target("ab12@egi.eu") == "ab12@egi.eu"
     assert migrate_users.target_name({"oauth_user": {}}, "voperson_id", "oauth_user") is None
     assert migrate_users.target_name({"oauth_user": "x"}, "voperson_id", "oauth_user") is None
+    # values the authenticator refuses at login: renaming a user to them would lock them out
+    for refused in (" ab@egi.eu ", "AB@EGI.eu", "\u212aelvin@egi.eu", "no-at-sign"):
+        with pytest.raises(migrate_users.UnusableClaim):
+            target(refused)
 
 
 def test_no_token_is_a_usage_error(monkeypatch, capsys):
