@@ -224,9 +224,12 @@ class RefreshMixin:
         there says nothing). ``always``: userinfo. ``never``: the verified id_token only.
         """
         mode = self.userinfo_on_refresh
-        if mode != "always" and token_info.get("id_token") and self.verify_id_token:
+        if token_info.get("id_token") and self.verify_id_token:
+            # verified in every mode: it is stored (logout hint, subject checks) either way
             claims = await self.check_id_token(token_info)
-            if mode == "never" or any(name in claims for name in self.entitlements_claims):
+            if mode == "never" or (
+                mode == "auto" and any(name in claims for name in self.entitlements_claims)
+            ):
                 return claims
         if mode == "never":
             return None

@@ -24,7 +24,7 @@ from egi_notebooks.auth.refresh import (
     ProviderError,
     parse_token_response,
 )
-from tests.unit.auth.test_tokens_and_discovery import ISSUER, id_token, served
+from tests.unit.auth.test_tokens_and_discovery import ISSUER, OTHER_KEY, id_token, served
 
 VO_A = "urn:mace:egi.eu:group:vo.a:role=member#aai.egi.eu"
 VO_B = "urn:mace:egi.eu:group:vo.b:role=member#aai.egi.eu"
@@ -329,3 +329,17 @@ async def test_background_refresh_backs_off_and_keeps_the_user_on_client_errors(
     await refresher.tick()
     assert len(tries) == 2 and auth.refresh_backoff.delay(user.name) == 10.0
     assert user.auth_state["refresh_token"] == "old-rt" and user.saved == 0
+
+
+async def test_always_still_verifies_the_refresh_id_token():
+    # the id_token kept in auth_state is the logout hint and the subject that later userinfo
+    # answers are compared with: a forged one must never be stored, whatever the claim source
+    from egi_notebooks.auth.discovery import IdTokenError
+
+    auth = make(userinfo_on_refresh="always")
+    userinfo_stub(auth, {"sub": "s", "eduperson_entitlement": [VO_A]})
+    forged = id_token(key=OTHER_KEY)
+    with pytest.raises(IdTokenError):
+        await auth.auth_model_from_refresh(
+            User("u@egi.eu", {}), stored(), {"access_token": "new-at", "id_token": forged}
+        )
