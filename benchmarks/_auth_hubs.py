@@ -74,10 +74,18 @@ class Setup:
 
     KINDS = ("egi", "generic")
 
-    def __init__(self, n_users: int, hub_extra: str = "", **provider_settings) -> None:
+    def __init__(
+        self,
+        n_users: int,
+        hub_extra: str = "",
+        implementation: str | None = None,
+        **provider_settings,
+    ) -> None:
+        """``implementation``: the providers' (``"certified"`` or ``"ours"``, see
+        ``ProviderProcess``)."""
         self.workdir = Path(tempfile.mkdtemp(prefix="egi-bench-"))
         self.hubs = {kind: HubProcess(self.workdir / kind) for kind in self.KINDS}
-        self.providers = {kind: ProviderProcess() for kind in self.KINDS}
+        self.providers = {kind: ProviderProcess(implementation) for kind in self.KINDS}
         self.n_users = n_users
         self.hub_extra = hub_extra
         self.provider_settings = provider_settings
