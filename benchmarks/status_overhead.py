@@ -1,4 +1,4 @@
-"""Figure (issue 5): probe overhead = total run time minus spawn time, median over N runs.
+"""Figure: probe overhead = total run time minus spawn time, median over N runs.
 
 A real hub (with configurable-http-proxy, EGICheckinAuthenticator against the local OIDC
 provider) runs the status service as a managed service added with ``add_status_service``; the

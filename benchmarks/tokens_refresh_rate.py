@@ -1,4 +1,4 @@
-"""Refresh grants per hour for N running idle users (issue 4 figure).
+"""Refresh grants per hour for N running idle users.
 
 Target: within 10 % of N x 3600 / (L - leeway). Compressed time: L = 30 s, so the
 effective leeway is 15 s (half the lifetime) and every user is refreshed every 15 s by the

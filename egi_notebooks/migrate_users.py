@@ -45,7 +45,7 @@ from egi_notebooks.services.hub import HubAPIError, HubClient
 SCOPES = ["admin:users", "read:servers", "admin:groups"]
 DEFAULT_API_URL = "http://127.0.0.1:8081/hub/api"
 
-log = logging.getLogger("egi_notebooks.migrate_users")
+log = logging.getLogger(__name__)
 
 
 @dataclass

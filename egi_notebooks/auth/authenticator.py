@@ -770,9 +770,10 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
         if auth_model.get("refused"):
             self.log.warning("%s: refreshed claims refused: %s", name, auth_model["refused"])
             return False
-        blocked = self.check_blocked_users(name, auth_model)
-        if isawaitable(blocked):
-            blocked = await blocked
-        if not blocked:
+        # upstream's check_blocked_users answers "allowed": True when the user is not blocked
+        not_blocked = self.check_blocked_users(name, auth_model)
+        if isawaitable(not_blocked):
+            not_blocked = await not_blocked
+        if not not_blocked:
             return False
         return bool(await self.check_allowed(name, auth_model))

@@ -25,7 +25,7 @@ from .k8s_calls import KubernetesTrouble, RetryPolicy
 from .storage import LabelReport, label_legacy_claims
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-log = logging.getLogger("egi_notebooks.migrate_claims")
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):

@@ -1,4 +1,4 @@
-"""The demo in a real browser (issue 7): headless Debian Chromium driven by Playwright.
+"""The demo in a real browser: headless Debian Chromium driven by Playwright.
 
 One demo (``egi-notebooks demo`` as a process on a free port, fresh state dir) and one browser
 serve the module. Steps, each with a screenshot in ``test-artifacts/browser/``: open the hub,

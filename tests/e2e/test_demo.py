@@ -1,4 +1,4 @@
-"""`egi-notebooks demo` as a user runs it (issue 7): a taken port, Ctrl-C, where its state goes."""
+"""`egi-notebooks demo` as a user runs it: a taken port, Ctrl-C, where its state goes."""
 
 from __future__ import annotations
 

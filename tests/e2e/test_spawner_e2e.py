@@ -1,4 +1,4 @@
-"""EGISpawner end to end (issue 3): real hub + CHP, real OIDC provider, emulated Kubernetes.
+"""EGISpawner end to end: real hub + CHP, real OIDC provider, emulated Kubernetes.
 
 The hub runs ``c.JupyterHub.spawner_class = "egi-kubespawner"`` with ``KUBECONFIG`` pointing
 at the emulator process, whose kubelet runs each pod's ``jupyterhub-singleuser`` as a local

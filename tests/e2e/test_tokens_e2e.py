@@ -1,4 +1,4 @@
-"""Fresh access tokens inside running notebooks (issue 4), end to end.
+"""Fresh access tokens inside running notebooks, end to end.
 
 Real hub + CHP, real OIDC provider, real local single-user servers, the tokens service run
 by the hub. The soak test polls for ``EGI_TOKENS_SOAK_SECONDS`` (default 300, as the issue

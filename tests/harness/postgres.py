@@ -1,6 +1,6 @@
 """A real PostgreSQL server (Debian package) in a temporary directory, on a free port.
 
-PostgreSQL refuses to run as root (traps.md): as root every server command runs as the
+PostgreSQL refuses to run as root: as root every server command runs as the
 ``postgres`` user through ``runuser``, and the data and socket directories belong to it.
 """
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
-log = logging.getLogger("egi_notebooks.services.accounting")
+log = logging.getLogger(__name__)
 
 
 def normalise_url(url: str) -> str:

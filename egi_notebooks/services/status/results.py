@@ -25,7 +25,7 @@ EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
 #: Phases of one run, in order (optional ones are skipped when not configured).
 PHASES = ("user", "cleanup", "spawn", "kernel", "execute", "home", "token", "shutdown", "stop")
 
-log = logging.getLogger("egi_notebooks.status")
+log = logging.getLogger(__name__)
 
 
 @dataclass
