@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 from kubernetes_asyncio.client.rest import ApiException
 
+from ..retry import retry
+
 T = TypeVar("T")
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
@@ -78,27 +80,32 @@ async def call(
     ``accept(exc)`` may turn an ApiException into a result (e.g. 404 -> None); it returns
     ``NotImplemented`` to let the normal handling proceed.
     """
-    delay = policy.backoff
-    last: BaseException | None = None
-    for attempt in range(1, policy.attempts + 1):
+
+    async def attempt() -> T:
         try:
             return await asyncio.wait_for(fn(), policy.timeout)
-        except (ApiException, TimeoutError, OSError) as exc:
-            if isinstance(exc, ApiException) and accept is not None:
+        except ApiException as exc:
+            if accept is not None:
                 result = accept(exc)
                 if result is not NotImplemented:
                     return result
-            last = exc
-            if not _retryable(exc):
-                break
-            if attempt < policy.attempts:
-                log.warning("%s: attempt %d failed (%s), retrying", what, attempt, _describe(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, policy.max_backoff)
-    assert last is not None
-    status = last.status if isinstance(last, ApiException) else None
-    tries = f" after {policy.attempts} attempts" if _retryable(last) else ""
-    raise KubernetesTrouble(f"Could not {what}: {_describe(last)}{tries}.", status) from last
+            raise
+
+    try:
+        return await retry(
+            attempt,
+            attempts=policy.attempts,
+            backoff=policy.backoff,
+            max_backoff=policy.max_backoff,
+            retry_on=_retryable,
+            log=log,
+            what=what,
+            describe=_describe,
+        )
+    except (ApiException, TimeoutError, OSError) as last:
+        status = last.status if isinstance(last, ApiException) else None
+        tries = f" after {policy.attempts} attempts" if _retryable(last) else ""
+        raise KubernetesTrouble(f"Could not {what}: {_describe(last)}{tries}.", status) from last
 
 
 def not_found_is_none(exc: ApiException) -> Any:
