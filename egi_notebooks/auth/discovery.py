@@ -16,6 +16,8 @@ from typing import Any
 
 import jwt
 
+from ..retry import retry
+
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 ENDPOINT_KEYS = (
     "authorization_endpoint",
@@ -114,18 +116,20 @@ class OIDCMetadata:
             return document
 
     async def _fetch_with_retries(self) -> dict[str, Any]:
-        reason = "no attempt made"
-        for attempt in range(self.retries + 1):
-            try:
-                status, body = await self._fetch(self.url)
-            except Exception as e:  # transport errors of any client
-                reason = f"cannot reach {self.url}: {e}"
-            else:
-                if status == 200:
-                    return self._validate(body)
-                reason = f"{self.url} answered HTTP {status}"
-            if attempt < self.retries:
-                await asyncio.sleep(self.backoff * 2**attempt)
+        try:
+            status, body = await retry(
+                lambda: self._fetch(self.url),
+                attempts=self.retries + 1,
+                backoff=self.backoff,
+                retry_on=Exception,  # transport errors of any client
+                retry_result=lambda answer: answer[0] != 200,
+            )
+        except Exception as e:
+            reason = f"cannot reach {self.url}: {e}"
+        else:
+            if status == 200:
+                return self._validate(body)
+            reason = f"{self.url} answered HTTP {status}"
         self.log.error("OIDC discovery failed: %s", reason)
         raise DiscoveryError(reason)
 
