@@ -26,6 +26,8 @@ from tornado.httpserver import HTTPServer
 from traitlets import Float, Integer, Unicode, default
 from traitlets.config import Application
 
+from ..retry import retry
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -82,18 +84,21 @@ class HubClient:
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One API call; retries connection errors and 502/503/504 with backoff."""
         url = f"{self.api_url}/{path.lstrip('/')}"
-        for attempt in range(self.max_retries + 1):
-            try:
-                self.requests_made += 1
-                response = await self._client.request(method, url, **kwargs)
-            except httpx.TransportError as e:
-                if attempt == self.max_retries:
-                    raise HubAPIError(method, path, 0, f"hub unreachable: {e!r}") from e
-            else:
-                if response.status_code not in RETRY_STATUS or attempt == self.max_retries:
-                    return response
-            await asyncio.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        async def attempt() -> httpx.Response:
+            self.requests_made += 1
+            return await self._client.request(method, url, **kwargs)
+
+        try:
+            return await retry(
+                attempt,
+                attempts=self.max_retries + 1,
+                backoff=self.backoff,
+                retry_on=httpx.TransportError,
+                retry_result=lambda response: response.status_code in RETRY_STATUS,
+            )
+        except httpx.TransportError as e:
+            raise HubAPIError(method, path, 0, f"hub unreachable: {e!r}") from e
 
     def stream(self, method: str, path: str, **kwargs: Any) -> AbstractAsyncContextManager:
         """A streamed API call (``async with hub.stream(...) as response``), no retries: for
