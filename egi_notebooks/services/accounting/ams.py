@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from traitlets import Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ...retry import retry
 from .dirq_queue import OutgoingQueue
 
 #: ssmsend refuses a certificate that expires within a day (``openssl x509 -checkend 86400``)
@@ -202,6 +203,23 @@ class AMSSender(LoggingConfigurable):
             raise AMSError(f"garbage answer from AMS: {response.text[:200]!r}")
         return str(ids[0])
 
+    async def _publish_with_retries(
+        self, client: httpx.AsyncClient, name: str, signed: str
+    ) -> str | None:
+        """The message id AMS acknowledged, or None once every attempt failed."""
+        try:
+            return await retry(
+                lambda: self.publish(client, name, signed),
+                attempts=self.max_retries + 1,
+                backoff=self.backoff,
+                retry_on=AMSError,
+                on_failure=lambda n, e: self.log.warning(
+                    "AMS: message %s, attempt %d: %s", name, n, e
+                ),
+            )
+        except AMSError:
+            return None
+
     async def send_queue(self, queue: OutgoingQueue) -> SendOutcome:
         """Sign and send every message of the queue; keep (unlocked) what was not acknowledged.
 
@@ -223,15 +241,7 @@ class AMSSender(LoggingConfigurable):
                 except Exception:
                     queue.unlock(name)
                     raise
-                acked = None
-                for attempt in range(self.max_retries + 1):
-                    try:
-                        acked = await self.publish(client, name, signed)
-                        break
-                    except AMSError as e:
-                        self.log.warning("AMS: message %s, attempt %d: %s", name, attempt + 1, e)
-                        if attempt < self.max_retries:
-                            await asyncio.sleep(self.backoff * 2**attempt)
+                acked = await self._publish_with_retries(client, name, signed)
                 if acked is None:
                     queue.unlock(name)  # kept for the next run
                     outcome.failed += 1

@@ -21,6 +21,7 @@ from sqlalchemy.orm import sessionmaker
 from traitlets import Dict, Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ...retry import retry
 from .models import EOSCPush, Session
 from .report import day_bounds
 from .store import Store
@@ -210,11 +211,15 @@ class EOSCPusher(LoggingConfigurable):
         return pushed
 
     async def _send_with_retries(self, client, day, key, hours) -> str | None:
-        for attempt in range(self.max_retries + 1):
-            try:
-                return await self.send(client, day, key, hours)
-            except EOSCError as e:
-                self.log.warning("EOSC: %s %s attempt %d: %s", day, key, attempt + 1, e)
-                if attempt < self.max_retries:
-                    await asyncio.sleep(self.backoff * 2**attempt)
-        return None
+        try:
+            return await retry(
+                lambda: self.send(client, day, key, hours),
+                attempts=self.max_retries + 1,
+                backoff=self.backoff,
+                retry_on=EOSCError,
+                on_failure=lambda n, e: self.log.warning(
+                    "EOSC: %s %s attempt %d: %s", day, key, n, e
+                ),
+            )
+        except EOSCError:
+            return None
