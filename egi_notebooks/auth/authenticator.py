@@ -21,7 +21,19 @@ from jupyterhub.crypto import CryptKeeper
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
 from tornado.httpclient import HTTPRequest
-from traitlets import Bool, Enum, Float, Integer, List, Set, Unicode, default, observe, validate
+from traitlets import (
+    Bool,
+    Callable,
+    Enum,
+    Float,
+    Integer,
+    List,
+    Set,
+    Unicode,
+    default,
+    observe,
+    validate,
+)
 
 from ..entitlements import (
     EntitlementTrust,
@@ -303,6 +315,23 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
         "",
         config=True,
         help="Where the provider sends the browser after logout (default: the hub login page).",
+    )
+
+    tokens_changed_hook = Callable(
+        None,
+        allow_none=True,
+        config=True,
+        help="""Called after every change of a user's stored tokens: a refresh, a new login,
+        a logout or lost authorization that removes them. Signature::
+
+            [await] tokens_changed_hook(authenticator, user, auth_state)
+
+        ``user`` is the hub's User, ``auth_state`` the new one (without access_token and
+        refresh_token when they were removed). May be async. An error is logged and does
+        not undo the change. Unset, EGISpawner sets it to write the tokens to the token
+        Secrets of the user's running servers (egi_notebooks.spawner.spawner.tokens_changed);
+        a hook of your own replaces that, so call
+        egi_notebooks.spawner.update_user_token_secrets(user, auth_state) from it to keep it.""",
     )
 
     # ---- upstream defaults that fit Check-in -----------------------------------------

@@ -7,6 +7,7 @@ refresh grant that it, the background refresher and the access-token endpoint sh
 from __future__ import annotations
 
 import time
+from inspect import isawaitable
 from typing import Any
 
 from jupyterhub import roles
@@ -241,10 +242,14 @@ class RefreshMixin:
         await self.forget_tokens(user, auth_state)
 
     async def on_tokens_refreshed(self, user: Any, auth_state: dict[str, Any]) -> None:
-        """Tell the user's EGISpawners (token Secrets) about new or removed tokens."""
-        spawners = getattr(user, "spawners", {}).values()
-        if not any(hasattr(spawner, "update_token_secret") for spawner in spawners):
-            return  # another spawner class: nothing to write (and kubespawner not imported)
-        from ..spawner.token_secret import update_user_token_secrets
-
-        await update_user_token_secrets(user, auth_state)
+        """Run ``tokens_changed_hook`` (EGISpawner's writes the token Secrets) after the
+        user's tokens changed; an error in it is logged: the tokens are stored already."""
+        hook = getattr(self, "tokens_changed_hook", None)
+        if hook is None:
+            return  # a hub without EGISpawner: nobody to tell
+        try:
+            result = hook(self, user, auth_state)
+            if isawaitable(result):
+                await result
+        except Exception:
+            self.log.exception("Error in tokens_changed_hook for %s", user.name)

@@ -17,7 +17,7 @@ _LAZY = {
     "EGISpawner": ".spawner",
     "ProfileRefused": ".spawner",
     "KubernetesTrouble": ".k8s_calls",
-    "update_user_token_secrets": ".token_secret",
+    "update_user_token_secrets": ".spawner",
 }
 
 __all__ = [

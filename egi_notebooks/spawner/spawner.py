@@ -4,12 +4,15 @@ Operators' hooks and options (``pre_spawn_hook``, ``modify_pod_hook``, ``auth_st
 ``profile_list``, ``volumes``, ``extra_annotations`` ...) keep working: this class adds its
 behaviour around kubespawner's methods and never assigns those traits. The pieces live in
 small modules: :mod:`.names`, :mod:`.storage`, :mod:`.token_secret`, :mod:`.profiles`.
+The authenticator reaches it only through its ``tokens_changed_hook``, which EGISpawner
+sets (:func:`tokens_changed`): the authenticator never imports this package.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes_asyncio.client import V1EnvVar, V1Volume, V1VolumeMount
@@ -38,6 +41,22 @@ class ProfileRefused(web.HTTPError):
 
 class EGISpawner(KubeSpawner):
     """Spawn EGI Notebooks pods; see the package documentation for the behaviour."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._register_tokens_changed_hook()
+
+    def _register_tokens_changed_hook(self) -> None:
+        """Have the authenticator tell us about every change of a user's tokens.
+
+        Registered by each instance, which is early enough: a refresh only concerns servers
+        whose spawner exists, and JupyterHub creates the spawners of running servers at
+        start-up (before any of their pods could need a refreshed token). An operator's own
+        ``tokens_changed_hook`` is kept; it can call :func:`update_user_token_secrets`.
+        """
+        authenticator = self.authenticator
+        if authenticator is not None and getattr(authenticator, "tokens_changed_hook", 0) is None:
+            authenticator.tokens_changed_hook = tokens_changed
 
     # ----- configuration ------------------------------------------------------------------
 
@@ -317,17 +336,19 @@ class EGISpawner(KubeSpawner):
         self._pvc_exists = True  # kubespawner then skips its own claim creation
 
     async def _write_token_secret(self, data: dict[str, str]) -> bool:
-        manifest = token_secret.secret_manifest(
-            self.token_secret_name,
+        name = self.token_secret_name
+        created = await token_secret.write_token_secret(
+            self.api,
+            self.namespace,
+            name,
             data,
             self._labels(),
             self._build_common_annotations({}),
-        )
-        created = await token_secret.write_secret(
-            self.api, self.namespace, manifest, self._policy, self.log
+            self._policy,
+            self.log,
         )
         self._created_secret = self._created_secret or created
-        self._written_secret_name = manifest.metadata.name
+        self._written_secret_name = name
         return created
 
     async def _settle_token_secrets(self, data: dict[str, str]) -> bool:
@@ -359,7 +380,7 @@ class EGISpawner(KubeSpawner):
         never a failed spawn."""
         try:
             for name in names:
-                await token_secret.delete_secret(
+                await token_secret.delete_token_secret(
                     self.api, self.namespace, name, self._policy, self.log
                 )
                 self.log.info("Deleted old token Secret %s of %s", name, self._log_name)
@@ -376,13 +397,13 @@ class EGISpawner(KubeSpawner):
         if pending is not None:
             await pending
 
-    async def update_token_secret(self, auth_state: dict) -> None:
+    async def update_token_secret(self, auth_state: Mapping[str, Any]) -> None:
         """Write the tokens of a (refreshed) auth_state to this server's token Secret."""
         self._tokens = token_secret.token_data(auth_state)
         await self._write_token_secret(self._tokens)
 
     async def delete_token_secret(self) -> None:
-        await token_secret.delete_secret(
+        await token_secret.delete_token_secret(
             self.api, self.namespace, self.token_secret_name, self._policy, self.log
         )
 
@@ -535,3 +556,34 @@ async def _maybe_await(value: Any) -> Any:
     if hasattr(value, "__await__"):
         return await value
     return value
+
+
+async def update_user_token_secrets(user: Any, auth_state: Mapping[str, Any]) -> int:
+    """Write refreshed tokens to the token Secret of each EGISpawner of ``user`` that is
+    active or has a pod.
+
+    ``user`` is a ``jupyterhub.user.User``, ``auth_state`` the new one (stripped of its
+    tokens after a logout or a lost authorization: the Secrets are then emptied). Servers
+    sharing one Secret cause one write. A failure is logged per Secret and does not stop
+    the others. Returns the number of Secrets written.
+    """
+    written, seen = 0, set()
+    for spawner in list(user.spawners.values()):
+        if not isinstance(spawner, EGISpawner) or not (spawner.active or spawner.has_pod):
+            continue
+        key = (spawner.namespace, spawner.token_secret_name)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            await spawner.update_token_secret(auth_state)
+            written += 1
+        except Exception:
+            spawner.log.exception("Could not update token Secret %s/%s", *key)
+    return written
+
+
+async def tokens_changed(authenticator: Any, user: Any, auth_state: Mapping[str, Any]) -> None:
+    """The authenticator's ``tokens_changed_hook`` that EGISpawner registers: push the
+    user's new (or removed) tokens to the token Secrets of their running servers."""
+    await update_user_token_secrets(user, auth_state)

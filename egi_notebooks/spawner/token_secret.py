@@ -2,8 +2,10 @@
 
 The Secret holds ``access_token`` and ``id_token`` only: the refresh token never leaves
 the hub. It is written before the pod is created, rewritten whenever the hub refreshes the
-user (:func:`update_user_token_secrets`) and deleted with the user. Writing is a replace
-(PUT) first, so a steady-state spawn costs one call; a missing Secret is then created.
+user and deleted with the user. This module owns building, writing and deleting it; the
+spawner decides when and with which name, labels and tokens (which of a user's servers a
+refresh concerns: ``spawner.update_user_token_secrets``). Writing is a replace (PUT) first,
+so a steady-state spawn costs one call; a missing Secret is then created.
 """
 
 from __future__ import annotations
@@ -41,6 +43,24 @@ def secret_manifest(
     )
 
 
+async def write_token_secret(
+    api: Any,
+    namespace: str,
+    name: str,
+    tokens: dict[str, str],
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    policy: RetryPolicy,
+    log: Any,
+) -> bool:
+    """Build the Secret ``name`` holding ``tokens`` (:func:`token_data`) and write it.
+
+    True when this call created it (a spawn that fails later deletes what it created).
+    """
+    manifest = secret_manifest(name, tokens, labels, annotations)
+    return await write_secret(api, namespace, manifest, policy, log)
+
+
 async def write_secret(
     api: Any, namespace: str, manifest: V1Secret, policy: RetryPolicy, log: Any
 ) -> bool:
@@ -71,7 +91,10 @@ async def write_secret(
     )
 
 
-async def delete_secret(api: Any, namespace: str, name: str, policy: RetryPolicy, log: Any) -> None:
+async def delete_token_secret(
+    api: Any, namespace: str, name: str, policy: RetryPolicy, log: Any
+) -> None:
+    """Delete the Secret ``name``; one already gone counts as deleted."""
     await call(
         lambda: api.delete_namespaced_secret(name, namespace),
         f"delete the token Secret {name}",
@@ -79,30 +102,3 @@ async def delete_secret(api: Any, namespace: str, name: str, policy: RetryPolicy
         log,
         accept=gone_is_done,
     )
-
-
-async def update_user_token_secrets(user: Any, auth_state: Mapping[str, Any]) -> int:
-    """Write refreshed tokens to the token Secret of each EGISpawner of ``user`` that is
-    active or has a pod.
-
-    For the authenticator's ``refresh_user`` / a background refresher: ``user`` is a
-    ``jupyterhub.user.User``, ``auth_state`` the new one. Servers sharing one Secret cause
-    one write. A failure is logged per Secret and does not stop the others. Returns the
-    number of Secrets written.
-    """
-    from .spawner import EGISpawner  # late import: spawner imports this module
-
-    written, seen = 0, set()
-    for spawner in list(user.spawners.values()):
-        if not isinstance(spawner, EGISpawner) or not (spawner.active or spawner.has_pod):
-            continue
-        key = (spawner.namespace, spawner.token_secret_name)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            await spawner.update_token_secret(auth_state)
-            written += 1
-        except Exception:
-            spawner.log.exception("Could not update token Secret %s/%s", *key)
-    return written
