@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import httpx
 from tornado import netutil, web
 from tornado.httpserver import HTTPServer
+from tornado.log import LogFormatter
 from traitlets import Float, Integer, Unicode, default
 from traitlets.config import Application
 
@@ -244,7 +245,62 @@ def service_application(handlers: list, **settings: Any) -> web.Application:
 
 
 class HubServiceApp(Application):
-    """Base Application for a hub-managed service."""
+    """Base Application for a hub-managed service.
+
+    Logs as JupyterHub and its services (jupyterhub-idle-culler) do: tornado's colour-aware
+    formatter, JupyterHub's line format, INFO by default, tornado's and the package's loggers
+    through the application's handler. Run it with :meth:`launch_instance`.
+    """
+
+    _log_formatter_cls = LogFormatter
+    #: loggers that write through the application's handler while it runs
+    _joined_loggers = ("tornado", "egi_notebooks")
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
+    @default("log_datefmt")
+    def _default_log_datefmt(self) -> str:
+        return "%Y-%m-%d %H:%M:%S"
+
+    @default("log_format")
+    def _default_log_format(self) -> str:
+        return (
+            "%(color)s[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s "
+            "%(module)s:%(lineno)d]%(end_color)s %(message)s"
+        )
+
+    @classmethod
+    def launch_instance(cls, argv: list[str] | None = None, **kwargs: Any) -> None:
+        """Initialize and start the service, its loggers joined to the application's.
+
+        The singleton and the loggers are put back afterwards: another Application in the
+        same process (a JupyterHub, a second run) would otherwise find this instance and raise
+        MultipleInstanceError, and pytest's log capture would see no package records.
+        """
+        saved = [
+            (logger, logger.parent, logger.propagate, logger.level)
+            for logger in map(logging.getLogger, cls._joined_loggers)
+        ]
+        try:
+            app = cls.instance(**kwargs)
+            app.initialize(argv)
+            app.join_loggers()
+            app.start()
+        finally:
+            for logger, parent, propagate, level in saved:
+                logger.parent, logger.propagate = parent, propagate
+                logger.setLevel(level)
+            cls.clear_instance()
+
+    def join_loggers(self) -> None:
+        """tornado's and the package's records go through this application's handler and
+        level (as JupyterHub hooks up tornado's loggers), not to the root logger."""
+        for logger in map(logging.getLogger, self._joined_loggers):
+            logger.parent = self.log
+            logger.propagate = True
+            logger.setLevel(self.log_level)
 
     hub_api_url = Unicode(
         config=True,

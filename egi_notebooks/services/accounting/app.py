@@ -237,12 +237,9 @@ def main(argv: list[str] | None = None) -> int | None:
     ReportApp.clear_instance()
     AccountingApp.clear_instance()
     try:
-        app = AccountingApp.instance()
-        app.initialize(argv)
-        app.start()
+        AccountingApp.launch_instance(argv)
     finally:
-        # and none left behind: another Application (a JupyterHub in the same process)
-        # would find these and raise MultipleInstanceError
+        # the report subcommand's singleton too: another Application (a JupyterHub in the
+        # same process) would find it and raise MultipleInstanceError
         ReportApp.clear_instance()
-        AccountingApp.clear_instance()
     return 0

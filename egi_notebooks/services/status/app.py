@@ -35,7 +35,6 @@ hub admin.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
@@ -281,11 +280,8 @@ def combine(results: list[RunResult]) -> RunResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig()
-    app = StatusApp()
-    app.initialize(argv)
     try:
-        app.start()
+        StatusApp.launch_instance(argv)
     except KeyboardInterrupt:
         pass
     return 0

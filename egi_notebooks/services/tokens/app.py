@@ -213,7 +213,5 @@ class TokensApp(HubServiceApp):
 
 
 def main(argv: list[str] | None = None) -> int:
-    app = TokensApp()
-    app.initialize(argv)
-    app.start()
+    TokensApp.launch_instance(argv)
     return 0

@@ -183,8 +183,8 @@ def test_service_refuses_to_start_unable_to_sign(pki, tmp_path, capfd, args, tra
     finally:
         AccountingApp.clear_instance()
     assert e.value.code == 2
-    # the Application's log goes to stderr, one line per record
-    (line,) = [line for line in capfd.readouterr().err.splitlines() if "CRITICAL" in line]
+    # the Application's log goes to stderr, one line per record, as JupyterHub's: "[C ..."
+    (line,) = [line for line in capfd.readouterr().err.splitlines() if line.startswith("[C ")]
     assert trait in line
 
 
