@@ -1,0 +1,83 @@
+"""A server running from before a hub restart keeps getting refreshed tokens in its Secret.
+
+The authenticator reaches the token Secrets only through its ``tokens_changed_hook``, which
+EGISpawner registers when JupyterHub creates a spawner: after a restart that happens for
+running servers at start-up, before their tokens are next refreshed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.test_spawner_e2e import (
+    HUB_CONFIG,
+    NS,
+    TOKEN_LIFETIME,
+    pod,
+    secret_tokens,
+    started,
+    volumes_by_mount,
+)
+from tests.harness.egi_hub import EGIHub
+from tests.harness.k8s.process import EmulatorProcess
+from tests.harness.login import login
+from tests.harness.provider import CERTIFIED
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def egi(tmp_path):
+    emulator = EmulatorProcess(tmp_path / "k8s", run_processes=True).start()
+    hub = EGIHub(
+        tmp_path / "hub",
+        HUB_CONFIG + "c.JupyterHub.cleanup_servers = False\n",
+        provider_implementation=CERTIFIED,
+        access_token_lifetime=TOKEN_LIFETIME,
+    )
+    hub.hub.env["KUBECONFIG"] = str(emulator.kubeconfig)
+    hub.k8s = emulator
+    try:
+        hub.start()
+        yield hub
+    finally:
+        hub.stop()
+        emulator.stop()
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def test_refreshed_tokens_reach_the_secret_of_a_server_from_before_the_restart(egi):
+    alice = "alice@egi.eu"
+    assert login(egi.hub.url, "alice").ok
+    started(egi, alice)
+    secret_name = volumes_by_mount(pod(egi, alice))["/var/run/secrets/egi.eu/"]["secret"][
+        "secretName"
+    ]
+    before = egi.auth_state(alice)["access_token"]
+    egi.hub.restart()
+    assert pod(egi, alice)  # the server outlived the hub
+
+    # the background refresh renews the token within the lifetime (generous on a busy host)
+    wait_until(
+        lambda: egi.auth_state(alice)["access_token"] != before,
+        TOKEN_LIFETIME * 10,
+        "a refresh after the restart",
+    )
+    wait_until(
+        lambda: (
+            (secret_tokens(egi, secret_name) or {}).get("access_token")
+            == egi.auth_state(alice)["access_token"]
+        ),
+        60,
+        "the refreshed token in the Secret",
+    )
+    assert egi.auth_state(alice)["refresh_token"] not in str(secret_tokens(egi, secret_name))
+    assert egi.k8s.get("secrets", NS, secret_name) is not None
