@@ -1,7 +1,8 @@
 """``egi-notebooks tokens``: serves ``GET {prefix}token`` -> ``{"access_token", "expires_at"}``.
 
 The caller authenticates with its own hub token (``Authorization: token ...``; tokens in
-URLs are refused). The service asks the hub who the caller is (cached a few seconds), applies
+URLs are refused). The service asks the hub who the caller is (JupyterHub's ``HubAuth``,
+cached a few seconds), applies
 :mod:`.policy`, and reads the owner's current access token from the hub endpoint that the
 authenticator adds (``custom:egi-notebooks:access-tokens``; the refresh token never leaves
 the hub), forwarding the caller's token in the request body: the hub answers only while that
@@ -13,14 +14,13 @@ visible at once.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import time
-from collections import OrderedDict
+import math
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from jupyterhub.services.auth import HubAuth
 from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Float, Integer
@@ -30,34 +30,6 @@ from .policy import SERVER_TOKEN_REQUIRED, Refused, grant_for
 
 # how the hub's access-token endpoint starts its refusals of the caller's token
 CALLER_REFUSED_PREFIX = "The caller's token"
-
-
-class IdentityCache:
-    """sha256(token) -> (identity, time): a few hub lookups instead of one per request."""
-
-    def __init__(self, seconds: float, size: int) -> None:
-        self.seconds = seconds
-        self.size = size
-        self._items: OrderedDict[str, tuple[dict | None, float]] = OrderedDict()
-
-    @staticmethod
-    def key(token: str) -> str:
-        return hashlib.sha256(token.encode()).hexdigest()
-
-    def get(self, token: str) -> tuple[bool, dict | None]:
-        item = self._items.get(self.key(token))
-        if item is None or time.monotonic() - item[1] > self.seconds:
-            return False, None
-        return True, item[0]
-
-    def put(self, token: str, identity: dict | None) -> None:
-        self._items[self.key(token)] = (identity, time.monotonic())
-        self._items.move_to_end(self.key(token))
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-    def drop(self, token: str) -> None:
-        self._items.pop(self.key(token), None)
 
 
 def caller_token(request: Any) -> str | None:
@@ -127,34 +99,39 @@ class TokensApp(HubServiceApp):
         cached: a change of the caller's roles shows after this long. A revoked token is
         refused at once regardless (the hub checks the token on every call).""",
     )
-    identity_cache_size = Integer(10_000, config=True, help="Callers remembered at most.")
+    identity_cache_size = Integer(
+        10_000,
+        config=True,
+        help="""Unused: the identities are kept by JupyterHub's HubAuth, which forgets each
+        one identity_cache_seconds after its lookup (kept so that existing configurations
+        load).""",
+    )
 
     aliases = {"log-level": "Application.log_level"}
 
     def initialize(self, argv: list[str] | None = None) -> None:
         super().initialize(argv)
-        self.identities = IdentityCache(self.identity_cache_seconds, self.identity_cache_size)
+        # HubAuth counts whole seconds and reads 0 as "forever": round down, and 0 is no cache
+        self.hub_auth = HubAuth(
+            api_url=self.hub_api_url,
+            api_token=self.api_token,
+            cache_max_age=max(1, math.floor(self.identity_cache_seconds)),
+        )
         self.hub: HubClient | None = None
-        self.http: httpx.AsyncClient | None = None
 
     async def identify(self, token: str) -> dict | None:
-        cached, identity = self.identities.get(token)
-        if cached:
-            return identity
+        """The hub's model of the token's owner (``GET /hub/api/user`` as the caller), ``None``
+        for a token the hub does not accept."""
+        lookup = self.hub_auth.user_for_token(
+            token, use_cache=self.identity_cache_seconds >= 1, sync=False
+        )
         try:
-            response = await self.http.get(
-                f"{self.hub_api_url.rstrip('/')}/user", headers={"Authorization": f"token {token}"}
-            )
-        except httpx.HTTPError as e:
-            raise web.HTTPError(503, "the hub cannot be reached") from e
-        if response.status_code in (401, 403, 404):
-            identity = None
-        elif response.status_code == 200:
-            identity = response.json()
-        else:
-            raise web.HTTPError(503, f"the hub answered HTTP {response.status_code}")
-        self.identities.put(token, identity)
-        return identity
+            return await asyncio.wait_for(lookup, self.request_timeout)
+        except TimeoutError:
+            raise web.HTTPError(503, "the hub cannot be reached") from None
+        except web.HTTPError as e:
+            # HubAuth's messages name the hub's internal URL and host: not for callers
+            raise web.HTTPError(503, "the hub could not identify the caller") from e
 
     async def access_token_of(
         self, user: str, caller_token: str, server_token: bool
@@ -170,7 +147,6 @@ class TokensApp(HubServiceApp):
             raise web.HTTPError(503, "the hub cannot be reached") from e
         refusal = caller_refusal(response) if response.status_code == 403 else None
         if refusal is not None:
-            self.identities.drop(caller_token)
             if "server" in refusal:
                 raise web.HTTPError(403, SERVER_TOKEN_REQUIRED)
             raise web.HTTPError(403, "invalid or expired token")
@@ -193,7 +169,6 @@ class TokensApp(HubServiceApp):
         server = HTTPServer(self.make_web_app(), xheaders=True)
         ip, port = self.listen(server)
         self.hub = self.make_hub_client()
-        self.http = httpx.AsyncClient(timeout=self.request_timeout)
         self.log.info(
             "tokens service at %s%s, listening on %s:%s",
             self.service_url, self.service_prefix, ip, port,
@@ -203,7 +178,6 @@ class TokensApp(HubServiceApp):
         finally:
             server.stop()
             await self.hub.aclose()
-            await self.http.aclose()
 
     def start(self) -> None:
         try:
