@@ -4,7 +4,8 @@ Without processes (unit tests, benchmarks) a new pod becomes Running and ready w
 ``podIP`` after ``startup_delay``. With ``run_processes=True`` (end-to-end tests) the pod's
 container command (``jupyterhub-singleuser``) is started as a real local process:
 
-- each pod gets its own loopback address (127.0.0.2, 127.0.0.3 ...), reported as ``podIP``,
+- each pod gets its own loopback address (from a random start in 127.0.0.0/8, skipping
+  addresses where its port is taken), reported as ``podIP``,
   so every server listens on its container port as it would in a cluster;
 - the container environment is passed as is, except that JUPYTERHUB_SERVICE_URL is bound
   to the pod IP and values pointing into a volume mount point at the materialised copy;
@@ -21,8 +22,10 @@ import base64
 import contextlib
 import ipaddress
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from .emulator import K8sEmulator
+
+
+def notebook_port(container: dict[str, Any]) -> int:
+    ports = container.get("ports") or []
+    return next((p["containerPort"] for p in ports if p.get("name") == "notebook-port"), 8888)
 
 
 class Kubelet:
@@ -49,7 +57,11 @@ class Kubelet:
         self.ready_timeout = ready_timeout
         self.processes: dict[tuple[str, str], subprocess.Popen] = {}
         self.tasks: set[asyncio.Task] = set()
-        self._next_ip = ipaddress.IPv4Address("127.0.0.2")
+        # a random start in 127.0.0.0/8 (all loopback): emulators of parallel test runs hand
+        # out different addresses (the same one meant a pod reached another run's server)
+        self._next_ip = ipaddress.IPv4Address(
+            f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.2"
+        )
         k8s.listeners.append(self._on_event)
 
     # ----- events ------------------------------------------------------------------------
@@ -72,11 +84,19 @@ class Kubelet:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def _allocate_ip(self) -> str:
+    def _allocate_ip(self, port: int) -> str:
+        """The next loopback address where nothing listens on ``port`` (in a cluster each pod
+        has an IP of its own: no other process can hold its port)."""
         if not self.run_processes:
             return "127.0.0.1"
-        ip, self._next_ip = self._next_ip, self._next_ip + 1
-        return str(ip)
+        while True:
+            ip, self._next_ip = str(self._next_ip), self._next_ip + 1
+            with socket.socket() as probe:
+                try:
+                    probe.bind((ip, port))
+                except OSError:
+                    continue
+            return ip
 
     async def _start_pod(self, key: tuple[str, str]) -> None:
         if self.startup_delay:
@@ -84,8 +104,8 @@ class Kubelet:
         pod = self.k8s.store.get(("pods", *key))
         if pod is None:
             return
-        ip = self._allocate_ip()
         containers = pod["spec"]["containers"]
+        ip = self._allocate_ip(notebook_port(containers[0]))
         if self.run_processes:
             try:
                 await self._run(pod, ip)
@@ -171,8 +191,9 @@ class Kubelet:
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = self._map_path(item["value"], mounts)
-        ports = container.get("ports", [])
-        port = next(p["containerPort"] for p in ports if p.get("name") == "notebook-port")
+        port = notebook_port(container)
+        # a taken port fails the pod instead of moving the server to another one
+        env["JUPYTER_PORT_RETRIES"] = "0"
         service_url = env.get("JUPYTERHUB_SERVICE_URL", f"http://0.0.0.0:{port}/")
         scheme, rest = service_url.split("://", 1)
         path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
