@@ -121,7 +121,7 @@ class HubClient:
         """Every item of a paginated list endpoint (``/users``, ``/groups``...).
 
         Without the pagination media type the hub silently stops at
-        ``api_page_max_limit`` items (traps.md), so always ask for it.
+        ``api_page_max_limit`` items, so always ask for it.
         """
         params = dict(params or {})
         offset = 0

@@ -189,7 +189,8 @@ class EGISpawner(KubeSpawner):
     def _expand_user_properties(self, template: str, slug_scheme: str | None = None) -> str:
         # Private upstream method (kubespawner 7.1), overridden to add {user_slug} and
         # {user_server_slug} (collision-resistant, see .names) to every kubespawner
-        # template; tests/unit/spawner/test_upstream_contract.py fails if it changes.
+        # template; test_upstream_private_methods_we_override_still_exist
+        # (tests/unit/spawner/test_faults.py) fails if it changes.
         server = getattr(self, "name", "") or ""
         template = template.replace("{user_slug}", user_slug(self.user.name)).replace(
             "{user_server_slug}", user_server_slug(self.user.name, server)

@@ -2,7 +2,7 @@
 
 The hub is started from Python with ``start_new_session=True``: started with ``&`` from a
 non-interactive shell it would inherit SIGINT as ignored, its managed services would ignore
-the hub's interrupt, and shutdown would wait ``interrupt_timeout`` (traps.md).
+the hub's interrupt, and shutdown would wait ``interrupt_timeout``.
 """
 
 from __future__ import annotations
