@@ -28,6 +28,7 @@ import time
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from egi_notebooks.services.status import PROBE_GROUP
 from egi_notebooks.services.status.check import main as check_main
@@ -178,6 +179,15 @@ def svc(hub: HubProcess, name: str, path: str = "") -> str:
     return f"{hub.url}/services/{name}/{path}"
 
 
+def metric_samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """The samples of a Prometheus text exposition by (name, labels)."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
 def run_now(hub: HubProcess, name: str, timeout: float = 120) -> dict:
     r = httpx.post(svc(hub, name, "run?wait=1"), headers=hub.api_headers(), timeout=timeout)
     assert r.status_code == 200, r.text
@@ -237,10 +247,14 @@ def test_healthy_run_stops_a_leftover_server_and_is_ok(hub):
     assert status["phases"] == pytest.approx(result["phases"], abs=1e-3)
     page = httpx.get(svc(hub, "status")).text
     assert ">OK</span>" in page and "Recent runs" in page and "<svg" in page
-    metrics = httpx.get(svc(hub, "status", "metrics")).text
-    assert "egi_notebooks_status 0\n" in metrics
-    assert 'egi_notebooks_status_phase_duration_seconds{phase="execute"}' in metrics
-    assert 'egi_notebooks_status_runs_total{status="OK"} 1' in metrics
+    response = httpx.get(svc(hub, "status", "metrics"))
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    metrics = metric_samples(response.text)
+    assert metrics[("egi_notebooks_status", frozenset())] == 0
+    assert ("egi_notebooks_status_phase_duration_seconds", frozenset({("phase", "execute")})) in (
+        metrics
+    )
+    assert metrics[("egi_notebooks_status_runs_total", frozenset({("status", "OK")}))] == 1
     check = subprocess.run(
         [sys.executable, "-m", "egi_notebooks.cli", "check-status", svc(hub, "status")],
         capture_output=True,
@@ -302,7 +316,8 @@ def test_stale_result_is_unknown_everywhere(hub, capsys):
     assert status["code"] == "UNKNOWN" and "stale" in status["msg"]
     page = httpx.get(svc(hub, "status-stale")).text
     assert ">UNKNOWN</span>" in page and "3.0 h ago" in page
-    assert "egi_notebooks_status 3\n" in httpx.get(svc(hub, "status-stale", "metrics")).text
+    metrics = metric_samples(httpx.get(svc(hub, "status-stale", "metrics")).text)
+    assert metrics[("egi_notebooks_status", frozenset())] == 3
     assert check_main([svc(hub, "status-stale")]) == 3
     assert capsys.readouterr().out.startswith("UNKNOWN - stale result")
 
@@ -321,12 +336,8 @@ async def test_concurrent_posts_start_one_run(hub):
                 break
             await asyncio.sleep(0.2)
         after = (await client.get(svc(hub, "status-notready", "metrics"))).text
-    count = [
-        int(line.split()[-1])
-        for text in (before, after)
-        for line in text.splitlines()
-        if line.startswith('egi_notebooks_status_runs_total{status="CRITICAL"}')
-    ]
+    critical = ("egi_notebooks_status_runs_total", frozenset({("status", "CRITICAL")}))
+    count = [int(metric_samples(text)[critical]) for text in (before, after)]
     assert count[1] == count[0] + 1
     # one spawn request per run (access-log lines: "<code> POST <path> (<who>")
     spawns = re.findall(r"\d{3} POST /hub/api/users/probe-notready/server \(", hub.log())

@@ -16,10 +16,19 @@ import html
 import json
 import re
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from jupyterhub.services.auth import HubAuth
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
 from tornado import web
+
+try:
+    from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as METRICS_CONTENT_TYPE
+except ImportError:  # older clients: their "latest" is the 0.0.4 text format generate_latest writes
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
 
 from ..hub import service_application
 from .results import EXIT_CODES, PHASES
@@ -62,9 +71,13 @@ class PageHandler(BaseHandler):
 
 
 class MetricsHandler(BaseHandler):
+    def initialize(self, app: StatusApp, registry: CollectorRegistry) -> None:
+        super().initialize(app)
+        self.registry = registry
+
     def get(self) -> None:
-        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish(render_metrics(self.status(), self.status_app))
+        self.set_header("Content-Type", METRICS_CONTENT_TYPE)
+        self.finish(render_metrics(self.registry))
 
 
 class RunHandler(BaseHandler):
@@ -103,7 +116,7 @@ def make_web_app(app: StatusApp) -> web.Application:
     handlers: list[tuple] = [
         (prefix, PageHandler, kwargs),
         (prefix + r"status\.json", StatusJSONHandler, kwargs),
-        (prefix + "metrics", MetricsHandler, kwargs),
+        (prefix + "metrics", MetricsHandler, {**kwargs, "registry": metrics_registry(app)}),
         (prefix + "run", RunHandler, kwargs),
     ]
     if app.service_prefix != "/":
@@ -175,37 +188,65 @@ def render_page(status: dict[str, Any], app: StatusApp) -> str:
 </body></html>"""
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class StatusCollector(Collector):
+    """The probe's state as Prometheus metrics, read from the app at every scrape."""
 
+    prefix = "egi_notebooks_status"
 
-def render_metrics(status: dict[str, Any], app: StatusApp) -> str:
-    p = "egi_notebooks_status"
-    last = app.store.last
-    lines = [
-        f"# HELP {p} Current probe status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (stale/none).",
-        f"# TYPE {p} gauge",
-        f"{p} {EXIT_CODES[status['code']]}",
-        f"# HELP {p}_running Whether a probe run is in progress.",
-        f"# TYPE {p}_running gauge",
-        f"{p}_running {int(app.running)}",
-        f"# HELP {p}_runs_total Probe runs by result since the history file was created.",
-        f"# TYPE {p}_runs_total counter",
-    ]
-    for name in ("OK", "WARNING", "CRITICAL"):
-        lines.append(f'{p}_runs_total{{status="{name}"}} {app.store.counts.get(name, 0)}')
-    if last is not None:
-        lines += [
-            f"# HELP {p}_last_run_timestamp_seconds When the last run finished (Unix time).",
-            f"# TYPE {p}_last_run_timestamp_seconds gauge",
-            f"{p}_last_run_timestamp_seconds {last.finished:.3f}",
-            f"# HELP {p}_last_run_duration_seconds Duration of the last run.",
-            f"# TYPE {p}_last_run_duration_seconds gauge",
-            f"{p}_last_run_duration_seconds {last.duration:.3f}",
-            f"# HELP {p}_phase_duration_seconds Duration of each phase of the last run.",
-            f"# TYPE {p}_phase_duration_seconds gauge",
-        ]
+    def __init__(self, app: StatusApp) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        p, app = self.prefix, self.app
+        status = app.store.current(app.interval)
+        yield GaugeMetricFamily(
+            p,
+            "Current probe status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (stale/none).",
+            value=EXIT_CODES[status["code"]],
+        )
+        yield GaugeMetricFamily(
+            f"{p}_running", "Whether a probe run is in progress.", value=int(app.running)
+        )
+        runs = CounterMetricFamily(
+            f"{p}_runs",
+            "Probe runs by result since the history file was created.",
+            labels=["status"],
+        )
+        for name in ("OK", "WARNING", "CRITICAL"):
+            runs.add_metric([name], app.store.counts.get(name, 0))
+        yield runs
+        last = app.store.last
+        if last is None:
+            return
+        # millisecond precision, as the history file's readers get it
+        yield GaugeMetricFamily(
+            f"{p}_last_run_timestamp_seconds",
+            "When the last run finished (Unix time).",
+            value=round(last.finished, 3),
+        )
+        yield GaugeMetricFamily(
+            f"{p}_last_run_duration_seconds",
+            "Duration of the last run.",
+            value=round(last.duration, 3),
+        )
+        phases = GaugeMetricFamily(
+            f"{p}_phase_duration_seconds",
+            "Duration of each phase of the last run.",
+            labels=["phase"],
+        )
         order = {name: i for i, name in enumerate(PHASES)}
         for name, took in sorted(last.phases.items(), key=lambda kv: order.get(kv[0], 99)):
-            lines.append(f'{p}_phase_duration_seconds{{phase="{_escape_label(name)}"}} {took:.3f}')
-    return "\n".join(lines) + "\n"
+            phases.add_metric([name], round(took, 3))
+        yield phases
+
+
+def metrics_registry(app: StatusApp) -> CollectorRegistry:
+    """A registry of this app's metrics only (the global one holds the process's own)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatusCollector(app))
+    return registry
+
+
+def render_metrics(registry: CollectorRegistry) -> str:
+    """The Prometheus text format (0.0.4) of ``registry``."""
+    return generate_latest(registry).decode("utf-8")
