@@ -10,6 +10,12 @@ is computed on a bare instance (``cls.__new__``: no ``__init__``, so nothing sta
 shown as "computed at start-up" when it needs a running hub. Help strings are parsed as
 reStructuredText; one that docutils cannot parse cleanly (upstream help written for other
 renderers) is shown verbatim rather than breaking the build.
+
+Why not ``autodoc-traits`` (JupyterHub's own reference extension, 1.3): it shows each trait's
+static default, which is wrong wherever this package sets its own with ``@default``
+(``enable_auth_state``, ``scope``, ``mem_limit``...); it parses upstream help as
+reStructuredText, where kubespawner's ``:ref:`` roles and oauthenticator's named references
+fail a ``-W`` build; and it has no ``configtrait`` target for the cross-references.
 """
 
 from __future__ import annotations
