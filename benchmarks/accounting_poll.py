@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from egi_notebooks.demo.provider.demo_users import demo_user, entitlement  # noqa: E402
+from egi_notebooks.demo.accounts import demo_user, entitlement  # noqa: E402
 from egi_notebooks.services.accounting import db  # noqa: E402
 from egi_notebooks.services.accounting.collector import Collector  # noqa: E402
 from egi_notebooks.services.accounting.store import Store  # noqa: E402

@@ -34,11 +34,6 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "main",
         "rename egi-notebooks-hub 1.0 users to their voperson_id (dry run unless --apply)",
     ),
-    "provider": (
-        "egi_notebooks.demo.provider",
-        "main",
-        "local OpenID Connect provider standing in for Check-in (demo and tests)",
-    ),
 }
 
 

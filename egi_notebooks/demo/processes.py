@@ -13,14 +13,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-# what both local providers print once they listen, followed by their issuer
+# what the local providers print once they listen, followed by their issuer
 READY_LINE = "provider ready at "
 CHECKIN_SCRIPT = Path("devtools") / "oidc-provider" / "checkin.mjs"
 
@@ -134,26 +133,6 @@ class ChildProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-
-def start_provider(
-    config_path: Path, log_path: Path, cwd: Path, env: dict | None = None, timeout: float = 30
-) -> tuple[ChildProcess, str]:
-    """The local OpenID provider as a child on a port of its choosing (``--port 0``): the
-    child and the issuer it announces once it listens."""
-    provider = ChildProcess(
-        "provider",
-        [sys.executable, "-m", "egi_notebooks.demo.provider", "--port", "0"]
-        + ["--config", str(config_path)],
-        log_path,
-        env=env,
-    ).start(cwd=cwd)
-    try:
-        provider.wait_until(lambda: READY_LINE in provider.log(), timeout, "ready line", 0.02)
-    except BaseException:
-        provider.stop()
-        raise
-    return provider, provider.log().split(READY_LINE, 1)[1].split()[0]
 
 
 def checkout_root() -> Path | None:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 from traitlets.config import Config
 
-from egi_notebooks.demo.provider.demo_users import demo_user, demo_users, entitlement
+from egi_notebooks.demo.accounts import demo_user, demo_users, entitlement
 from egi_notebooks.hubconfig import add_accounting_service
 from egi_notebooks.services.accounting import DB_URL_ENV, VO_PRIORITY_ENV, db
 from egi_notebooks.services.accounting.collector import Collector, parse_hub_time

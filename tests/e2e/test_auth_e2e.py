@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from egi_notebooks.demo.provider.demo_users import demo_users, entitlement
+from egi_notebooks.demo.accounts import demo_users, entitlement
 from tests.harness.login import login, sign_out_at_provider
 
 # the certified provider (as EGI Check-in) unless a test needs fault injection

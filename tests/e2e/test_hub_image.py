@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,23 @@ def wheel(tmp_path_factory) -> Path:
         missing(f"building the wheel failed:\n{result.stderr[-3000:]}")
     (built,) = out.glob("egi_notebooks-*.whl")
     return built
+
+
+# what a module needs to issue signed tokens of its own: a signing key and JWT signing
+ISSUER_SIGNS = ("jwt.encode(", "generate_private_key(")
+
+
+def test_the_wheel_ships_no_token_issuer(wheel):
+    # the local OpenID provider the fault-injection tests use lives in the test harness: an
+    # operator's hub image must not carry something that hands out tokens for passwords
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        sources = {n: archive.read(n).decode() for n in names if n.endswith(".py")}
+    assert [n for n in names if n.startswith(("egi_notebooks/demo/provider/", "tests/"))] == []
+    assert not [n for n in names if "faulty_provider" in n]
+    signing = {n: [s for s in ISSUER_SIGNS if s in text] for n, text in sources.items()}
+    assert {n: found for n, found in signing.items() if found} == {}
+    assert any(n.startswith("egi_notebooks/auth/") for n in sources)  # the wheel is the package
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +209,7 @@ def test_console_script(venv):
     assert result.returncode == 0, result.stderr
     for subcommand in ("accounting", "status", "tokens", "migrate-claims"):
         assert subcommand in result.stdout
+    assert "provider" not in result.stdout
 
 
 def test_accounting_schema_is_created_with_the_image_sqlalchemy_and_alembic(venv, tmp_path):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from egi_notebooks.demo.provider.demo_users import demo_user, demo_users, entitlement
+from egi_notebooks.demo.accounts import demo_user, demo_users, entitlement
 from tests.harness.login import login
 
 # the certified provider, as EGI Check-in

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from egi_notebooks.demo.provider.demo_users import demo_user, demo_users, entitlement
+from egi_notebooks.demo.accounts import demo_user, demo_users, entitlement
 from egi_notebooks.migrate_users import SCOPES
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG
 from tests.harness.login import login

@@ -5,7 +5,8 @@ Two implementations behind one API (``ProviderProcess(implementation=...)``):
 - ``"certified"``: the certified npm ``oidc-provider`` configured as EGI Check-in
   (``devtools/oidc-provider/checkin.mjs``): the happy paths (code flow with PKCE, rotating
   refresh tokens, revocation, introspection, RP-initiated logout, entitlements in userinfo only).
-- ``"ours"``: the project's own provider, for fault injection (``set_fault``: down, slow,
+- ``"ours"``: the project's own provider (``tests/harness/faulty_provider``, not in the
+  package), for fault injection (``set_fault``: down, slow,
   garbage, HTML 500) and what the certified one does not do (JWT access tokens).
 
 Both read the same configuration document (``make_provider_config``) and answer the same
@@ -24,6 +25,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,9 +33,10 @@ from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 import httpx
 
-from egi_notebooks.demo.processes import ChildProcess, start_checkin_provider, start_provider
-from egi_notebooks.demo.provider.demo_users import demo_users, make_config
-from egi_notebooks.demo.provider.handlers import PATHS
+from egi_notebooks.demo.accounts import demo_users, make_config
+from egi_notebooks.demo.processes import READY_LINE, ChildProcess, start_checkin_provider
+
+from .faulty_provider.handlers import PATHS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/hub/oauth_callback"
@@ -79,6 +82,27 @@ def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     digest = hashlib.sha256(verifier.encode()).digest()
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def start_provider(
+    config_path: Path, log_path: Path, cwd: Path, env: dict | None = None, timeout: float = 30
+) -> tuple[ChildProcess, str]:
+    """The project's own provider as a child on a port of its choosing (``--port 0``): the
+    child and the issuer it announces once it listens. ``env`` must put the repository root
+    on ``PYTHONPATH`` (the module lives in the test harness, not in the package)."""
+    provider = ChildProcess(
+        "provider",
+        [sys.executable, "-m", "tests.harness.faulty_provider", "--port", "0"]
+        + ["--config", str(config_path)],
+        log_path,
+        env=env,
+    ).start(cwd=cwd)
+    try:
+        provider.wait_until(lambda: READY_LINE in provider.log(), timeout, "ready line", 0.02)
+    except BaseException:
+        provider.stop()
+        raise
+    return provider, provider.log().split(READY_LINE, 1)[1].split()[0]
 
 
 class ProviderProcess:

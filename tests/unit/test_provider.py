@@ -19,6 +19,7 @@ from tests.harness.provider import (
     DEFAULT_CONFIG,
     DEFAULT_POST_LOGOUT_URI,
     DEFAULT_REDIRECT_URI,
+    ROOT,
     ProviderProcess,
     pkce_pair,
     provider_factory,  # noqa: F401 (fixture)
@@ -322,7 +323,7 @@ def test_claims_only_in_userinfo_as_on_checkin(provider):
 
 
 def test_entitlement_claim_names_of_demo_users():
-    from egi_notebooks.demo.provider.demo_users import demo_users
+    from egi_notebooks.demo.accounts import demo_users
 
     default = demo_users()["alice"]["claims"]
     assert default["eduperson_entitlement"] and "entitlements" not in default
@@ -463,10 +464,11 @@ def test_bad_configuration_is_explained(provider_factory, tmp_path):  # noqa: F8
     path = tmp_path / "c.json"
     path.write_text("{not json")
     r = subprocess.run(
-        [sys.executable, "-m", "egi_notebooks.cli", "provider", "--port", "0", "--config", path],
+        [sys.executable, "-m", "tests.harness.faulty_provider", "--port", "0", "--config", path],
         capture_output=True,
         text=True,
         timeout=30,
+        cwd=ROOT,
     )
     assert r.returncode == 2 and "is not valid JSON" in r.stderr
 

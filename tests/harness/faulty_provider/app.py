@@ -31,7 +31,7 @@ from .tokens import TokenStore
 
 HOST = "127.0.0.1"  # loopback only: this provider hands out tokens to anyone with a password
 PRUNE_INTERVAL_MS = 30_000
-# printed with the issuer once the provider listens (egi_notebooks.demo.processes reads it)
+# printed with the issuer once the provider listens (tests.harness.provider reads it)
 READY_LINE = "provider ready at "
 
 HANDLERS = {
@@ -91,7 +91,7 @@ async def serve(config: ProviderConfig, port: int) -> None:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="egi-notebooks provider",
+        prog="python -m tests.harness.faulty_provider",
         description="Local OpenID Connect provider standing in for EGI Check-in (127.0.0.1 only).",
     )
     parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1 (0: any free)")
@@ -111,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         asyncio.run(serve(config, args.port))
     except ConfigError as e:
-        print(f"egi-notebooks provider: configuration error: {e}", file=sys.stderr)
+        print(f"faulty_provider: configuration error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"egi-notebooks provider: cannot listen on {HOST}:{args.port}: {e}", file=sys.stderr)
+        print(f"faulty_provider: cannot listen on {HOST}:{args.port}: {e}", file=sys.stderr)
         return 1
     return 0

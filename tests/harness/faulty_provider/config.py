@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..accounts import stable_sub
+from egi_notebooks.demo.accounts import stable_sub
 
 # Lifetimes and flags that the admin API may change at run time (PUT /_admin/settings).
 SETTING_DEFAULTS: dict[str, Any] = {

@@ -19,7 +19,7 @@ from .config import Client, ProviderConfig
 from .keys import SigningKey
 from .tokens import TokenStore
 
-log = logging.getLogger("egi_notebooks.demo.provider")
+log = logging.getLogger("tests.harness.faulty_provider")
 
 # OIDC endpoints by the names used in stats and fault injection (never /_admin)
 ENDPOINTS = (

@@ -312,7 +312,7 @@ class TokenStore:
                 self.revoke_grant(token.grant)
 
     def prune(self) -> None:
-        """Forget expired state (called periodically) so a long demo run stays small."""
+        """Forget expired state (called periodically) so a long test run stays small."""
         now = time.time()
         for code, entry in list(self.codes.items()):
             if now >= entry.exp + USED_CODE_MEMORY:

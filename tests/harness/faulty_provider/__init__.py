@@ -1,9 +1,12 @@
-"""A local OpenID Connect provider standing in for EGI Check-in (tests and the demo).
+"""A local OpenID Connect provider standing in for EGI Check-in, for fault-injection tests.
 
-Run ``egi-notebooks provider --port PORT --config CONFIG.json`` or
-``python -m egi_notebooks.demo.provider ...``. It listens on 127.0.0.1 only (``--port 0``
-picks a free port) and prints ``provider ready at <issuer>`` once listening, where the issuer
-is ``http://127.0.0.1:PORT<realm_path>``. Only tornado, pyjwt and cryptography are needed.
+The demo and the happy-path tests use the certified npm ``oidc-provider``
+(``devtools/oidc-provider/checkin.mjs``); this one stays in the test harness, out of the
+package, so that no token issuer ships in the wheel. Run it from the repository root with
+``python -m tests.harness.faulty_provider --port PORT --config CONFIG.json``. It listens on
+127.0.0.1 only (``--port 0`` picks a free port) and prints ``provider ready at <issuer>`` once
+listening, where the issuer is ``http://127.0.0.1:PORT<realm_path>``. Only tornado, pyjwt and
+cryptography are needed.
 
 Configuration (JSON; ``clients`` and ``users`` are required, the rest optional)::
 
@@ -24,15 +27,17 @@ Configuration (JSON; ``clients`` and ``users`` are required, the rest optional):
 
 Entitlements are whatever claims the users have: ``eduperson_entitlement``, its successor
 ``entitlements``, both or neither (Check-in leaves the claim out when a user has none); the demo
-users (``demo_users.py``) carry ``eduperson_entitlement`` unless asked for other claim names.
-A user without ``sub`` gets a stable one derived from the login. Endpoints under the issuer
-(Keycloak paths): ``/.well-known/openid-configuration``, ``/protocol/openid-connect/auth``
-(login form), ``.../token`` (authorization_code with PKCE S256/plain, refresh_token with
-rotation: a used refresh token answers ``invalid_grant``; client_secret_basic and
-client_secret_post; an id_token from the user's current claims on both grants; a refresh token
-only when ``offline_access`` was granted), ``.../userinfo``, ``.../certs`` (JWKS),
-``.../revoke`` (RFC 7009), ``.../token/introspect`` (RFC 7662), ``.../logout`` (RP-initiated
-logout). Tokens are invalid from the exact second of expiry: there is no clock tolerance.
+users (``egi_notebooks.demo.accounts``) carry ``eduperson_entitlement`` unless asked for other
+claim names. A user without ``sub`` gets a stable one derived from the login.
+
+Endpoints under the issuer (Keycloak paths): ``/.well-known/openid-configuration``,
+``/protocol/openid-connect/auth`` (login form), ``.../token`` (authorization_code with PKCE
+S256/plain, refresh_token with rotation: a used refresh token answers ``invalid_grant``;
+client_secret_basic and client_secret_post; an id_token from the user's current claims on both
+grants; a refresh token only when ``offline_access`` was granted), ``.../userinfo``,
+``.../certs`` (JWKS), ``.../revoke`` (RFC 7009), ``.../token/introspect`` (RFC 7662),
+``.../logout`` (RP-initiated logout). Tokens are invalid from the exact second of expiry: there
+is no clock tolerance.
 
 Admin API (``Authorization: Bearer <admin_token>``), outside the issuer path:
 
