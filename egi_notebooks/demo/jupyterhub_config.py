@@ -83,4 +83,3 @@ extra = env.get("EGI_DEMO_EXTRA_CONFIG")
 if extra:
     with open(extra) as f:
         exec(compile(f.read(), extra, "exec"))  # noqa: S102 (operator's own file)
-

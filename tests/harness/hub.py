@@ -87,9 +87,9 @@ class HubProcess:
             c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.proxy_api_port}"
             c.ConfigurableHTTPProxy.command = {chp_command()!r}
             c.ConfigurableHTTPProxy.should_start = True
-            c.JupyterHub.db_url = "sqlite:///{self.workdir / 'jupyterhub.sqlite'}"
-            c.JupyterHub.cookie_secret_file = "{self.workdir / 'jupyterhub_cookie_secret'}"
-            c.JupyterHub.pid_file = "{self.workdir / 'jupyterhub.pid'}"
+            c.JupyterHub.db_url = "sqlite:///{self.workdir / "jupyterhub.sqlite"}"
+            c.JupyterHub.cookie_secret_file = "{self.workdir / "jupyterhub_cookie_secret"}"
+            c.JupyterHub.pid_file = "{self.workdir / "jupyterhub.pid"}"
             c.JupyterHub.cleanup_servers = True
             c.JupyterHub.log_level = "DEBUG"
             c.JupyterHub.services = [{{"name": "test-admin", "api_token": "{self.admin_token}"}}]
@@ -156,9 +156,7 @@ class HubProcess:
 
     def async_client(self, token: str | None = None, **kw) -> httpx.AsyncClient:
         kw.setdefault("timeout", 30)
-        return httpx.AsyncClient(
-            base_url=self.hub_api_url, headers=self.api_headers(token), **kw
-        )
+        return httpx.AsyncClient(base_url=self.hub_api_url, headers=self.api_headers(token), **kw)
 
     def wait_for_server(self, user: str, name: str = "", ready: bool = True, timeout: float = 60):
         """Poll the REST API until the server is ready (or gone, with ``ready=False``)."""

@@ -54,19 +54,20 @@ class KernelClient:
         )
 
     async def start(self) -> str:
-        r = await self._http.post(
-            f"{self.server_url}api/kernels", json={"name": self.kernel_name}
-        )
+        r = await self._http.post(f"{self.server_url}api/kernels", json={"name": self.kernel_name})
         if r.status_code != 201:
-            raise KernelError(f"starting kernel {self.kernel_name!r}: HTTP {r.status_code}: "
-                              f"{_reason(r)}")
+            raise KernelError(
+                f"starting kernel {self.kernel_name!r}: HTTP {r.status_code}: {_reason(r)}"
+            )
         self.kernel_id = r.json()["id"]
         return self.kernel_id
 
     async def connect(self) -> None:
         """Open the websocket and wait for a kernel_info reply (the kernel is alive)."""
-        ws_url = "ws" + self.server_url[len("http") :] + (
-            f"api/kernels/{self.kernel_id}/channels?session_id={self.session}"
+        ws_url = (
+            "ws"
+            + self.server_url[len("http") :]
+            + (f"api/kernels/{self.kernel_id}/channels?session_id={self.session}")
         )
         request = HTTPRequest(
             ws_url,

@@ -29,7 +29,6 @@ class EOSCEmulator:
         emulator = self
 
         class Handler(JSONHandler):
-
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.path == "/token":

@@ -41,9 +41,16 @@ def test_checkin_defaults():
     auth = make()
     assert auth.issuer == "https://aai.egi.eu/auth/realms/egi"
     assert make(checkin_host="aai-dev.egi.eu").issuer == "https://aai-dev.egi.eu/auth/realms/egi"
-    assert make(oidc_issuer="https://idp.example/realms/x/").issuer == "https://idp.example/realms/x"
+    assert (
+        make(oidc_issuer="https://idp.example/realms/x/").issuer == "https://idp.example/realms/x"
+    )
     assert auth.scope == [
-        "openid", "profile", "email", "offline_access", "eduperson_entitlement", "voperson_id"
+        "openid",
+        "profile",
+        "email",
+        "offline_access",
+        "eduperson_entitlement",
+        "voperson_id",
     ]
     assert auth.enable_pkce and auth.login_service == "EGI Check-in"
     assert auth.username_claim == "voperson_id" and auth.manage_groups
@@ -135,9 +142,10 @@ def test_username_from_voperson_id_then_sub_and_never_anonymous():
         with pytest.raises(web.HTTPError) as info:
             auth.user_info_to_username(bad)
         assert info.value.status_code == 403
-    assert make(username_claim=lambda info: info["email"]).user_info_to_username(
-        {"email": "e@x"}
-    ) == "e@x"
+    assert (
+        make(username_claim=lambda info: info["email"]).user_info_to_username({"email": "e@x"})
+        == "e@x"
+    )
 
 
 def test_upstream_contract_login_handler_and_groups_helper():

@@ -44,9 +44,13 @@ def test_token_responses_are_classified_without_leaking_values():
     assert ok["access_token"] == "AT"
     with pytest.raises(InvalidGrant):
         parse_token_response(400, b'{"error": "invalid_grant"}')
-    for status, body in [(200, b"<html>oops</html>"), (502, b"<html>bad gateway</html>"),
-                         (500, b"{}"), (200, b'{"refresh_token": "SECRET"}'),
-                         (400, b'{"error": "temporarily_unavailable"}')]:
+    for status, body in [
+        (200, b"<html>oops</html>"),
+        (502, b"<html>bad gateway</html>"),
+        (500, b"{}"),
+        (200, b'{"refresh_token": "SECRET"}'),
+        (400, b'{"error": "temporarily_unavailable"}'),
+    ]:
         with pytest.raises(ProviderError) as info:
             parse_token_response(status, body, "text/html")
         assert "SECRET" not in str(info.value)

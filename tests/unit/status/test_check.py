@@ -70,12 +70,21 @@ def run_check(capsys, *args: str) -> tuple[int, str]:
     return code, out
 
 
-@pytest.mark.parametrize("status, exit_code", [("OK", 0), ("WARNING", 1), ("CRITICAL", 2),
-                                               ("UNKNOWN", 3)])
+@pytest.mark.parametrize(
+    "status, exit_code", [("OK", 0), ("WARNING", 1), ("CRITICAL", 2), ("UNKNOWN", 3)]
+)
 def test_each_state_maps_to_its_exit_code(service, capsys, status, exit_code):
-    service.json(code=status, msg="spawn failed: no | pipes\nhere", time=time.time() - 5,
-                 interval=3600, phases={"spawn": 1.234, "execute": 0.05}, duration=2.5,
-                 age=5, thresholds={"spawn": 300}, timeouts={"spawn": 600})
+    service.json(
+        code=status,
+        msg="spawn failed: no | pipes\nhere",
+        time=time.time() - 5,
+        interval=3600,
+        phases={"spawn": 1.234, "execute": 0.05},
+        duration=2.5,
+        age=5,
+        thresholds={"spawn": 300},
+        timeouts={"spawn": 600},
+    )
     code, out = run_check(capsys, service.url)
     assert code == exit_code
     assert out.startswith(f"{status} - spawn failed: no / pipes here | ")
@@ -86,7 +95,8 @@ def test_each_state_maps_to_its_exit_code(service, capsys, status, exit_code):
 def test_older_service_without_phases(service, capsys):
     service.json(code="OK", msg="Notebook server started and stopped", time=time.time())
     assert run_check(capsys, service.url + "status.json") == (
-        0, "OK - Notebook server started and stopped\n"
+        0,
+        "OK - Notebook server started and stopped\n",
     )
     assert service.paths == ["/services/status/status.json"]
 
@@ -138,6 +148,7 @@ def test_plugin_imports_neither_jupyterhub_nor_tornado():
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('jupyterhub', 'tornado')]; "
         "print(rc, heavy)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=30).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+    ).stdout
     assert out.splitlines()[-1] == "3 []"

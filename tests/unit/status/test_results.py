@@ -29,8 +29,11 @@ def test_fresh_result_is_reported_until_twice_the_interval():
     store = ResultStore(None)
     store.add(run(10_000, CRITICAL, message="spawn failed: boom", phase="spawn"))
     status = store.current(3600, now=10_000 + 7200)
-    assert (status["code"], status["msg"], status["time"]) == (CRITICAL, "spawn failed: boom",
-                                                               10_000)
+    assert (status["code"], status["msg"], status["time"]) == (
+        CRITICAL,
+        "spawn failed: boom",
+        10_000,
+    )
     stale = store.current(3600, now=10_000 + 7201)
     assert stale["code"] == UNKNOWN and stale["exit_code"] == 3
     assert "stale" in stale["msg"] and "CRITICAL: spawn failed: boom" in stale["msg"]
