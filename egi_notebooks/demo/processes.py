@@ -158,12 +158,16 @@ def start_checkin_provider(
             "node_modules/oidc-provider: run it from the checkout, where `./run demo` "
             "(npm install) puts them"
         )
-    provider = ChildProcess(
-        "provider",
-        [node, str(root / CHECKIN_SCRIPT), "--port", "0", "--config", str(config_path)],
-        log_path,
-        env=env,
-    ).start(cwd=cwd)
+    argv = [node, str(root / CHECKIN_SCRIPT), "--port", "0", "--config", str(config_path)]
+    return start_announcing_provider(argv, log_path, cwd, env, timeout)
+
+
+def start_announcing_provider(
+    argv: list[str], log_path: Path, cwd: Path, env: dict | None = None, timeout: float = 30
+) -> tuple[ChildProcess, str]:
+    """A provider child that picks its own port and prints ``READY_LINE`` and its issuer once
+    it listens (no race for a free port): the child and that issuer."""
+    provider = ChildProcess("provider", argv, log_path, env=env).start(cwd=cwd)
     try:
         provider.wait_until(lambda: READY_LINE in provider.log(), timeout, "ready line", 0.05)
     except BaseException:

@@ -34,7 +34,11 @@ from urllib.parse import parse_qs, quote, urljoin, urlsplit
 import httpx
 
 from egi_notebooks.demo.accounts import demo_users, make_config
-from egi_notebooks.demo.processes import READY_LINE, ChildProcess, start_checkin_provider
+from egi_notebooks.demo.processes import (
+    ChildProcess,
+    start_announcing_provider,
+    start_checkin_provider,
+)
 
 from .faulty_provider.handlers import PATHS
 
@@ -90,19 +94,9 @@ def start_provider(
     """The project's own provider as a child on a port of its choosing (``--port 0``): the
     child and the issuer it announces once it listens. ``env`` must put the repository root
     on ``PYTHONPATH`` (the module lives in the test harness, not in the package)."""
-    provider = ChildProcess(
-        "provider",
-        [sys.executable, "-m", "tests.harness.faulty_provider", "--port", "0"]
-        + ["--config", str(config_path)],
-        log_path,
-        env=env,
-    ).start(cwd=cwd)
-    try:
-        provider.wait_until(lambda: READY_LINE in provider.log(), timeout, "ready line", 0.02)
-    except BaseException:
-        provider.stop()
-        raise
-    return provider, provider.log().split(READY_LINE, 1)[1].split()[0]
+    argv = [sys.executable, "-m", "tests.harness.faulty_provider", "--port", "0"]
+    argv += ["--config", str(config_path)]
+    return start_announcing_provider(argv, log_path, cwd, env, timeout)
 
 
 class ProviderProcess:
