@@ -10,7 +10,9 @@ share anything but the hub.
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -47,13 +49,14 @@ c.EGICheckinAuthenticator.background_refresh_max_interval = 2
 """
 
 
-@pytest.fixture(scope="module")
-def egi(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("spawner-e2e")
+@contextlib.contextmanager
+def spawner_hub(workdir, extra_config: str = "") -> Iterator[EGIHub]:
+    """A running hub with EGISpawner against the Kubernetes emulator (a process, as a cluster
+    is); ``extra_config`` is appended to HUB_CONFIG."""
     emulator = EmulatorProcess(workdir / "k8s", run_processes=True).start()
     hub = EGIHub(
         workdir / "hub",
-        HUB_CONFIG,
+        HUB_CONFIG + extra_config,
         provider_implementation=CERTIFIED,
         access_token_lifetime=TOKEN_LIFETIME,
     )
@@ -65,6 +68,12 @@ def egi(tmp_path_factory):
     finally:
         hub.stop()
         emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def egi(tmp_path_factory):
+    with spawner_hub(tmp_path_factory.mktemp("spawner-e2e")) as hub:
+        yield hub
 
 
 # ----- helpers ---------------------------------------------------------------------------

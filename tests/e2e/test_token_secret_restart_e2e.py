@@ -12,39 +12,23 @@ import time
 import pytest
 
 from tests.e2e.test_spawner_e2e import (
-    HUB_CONFIG,
     NS,
     TOKEN_LIFETIME,
     pod,
     secret_tokens,
+    spawner_hub,
     started,
     volumes_by_mount,
 )
-from tests.harness.egi_hub import EGIHub
-from tests.harness.k8s.process import EmulatorProcess
 from tests.harness.login import login
-from tests.harness.provider import CERTIFIED
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def egi(tmp_path):
-    emulator = EmulatorProcess(tmp_path / "k8s", run_processes=True).start()
-    hub = EGIHub(
-        tmp_path / "hub",
-        HUB_CONFIG + "c.JupyterHub.cleanup_servers = False\n",
-        provider_implementation=CERTIFIED,
-        access_token_lifetime=TOKEN_LIFETIME,
-    )
-    hub.hub.env["KUBECONFIG"] = str(emulator.kubeconfig)
-    hub.k8s = emulator
-    try:
-        hub.start()
+    with spawner_hub(tmp_path, "c.JupyterHub.cleanup_servers = False\n") as hub:
         yield hub
-    finally:
-        hub.stop()
-        emulator.stop()
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:
