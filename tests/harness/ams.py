@@ -93,12 +93,15 @@ class AMSEmulator:
                     ids = [str(first + i) for i in range(len(stored))]
                 if step == "stored-garbage":
                     return self.answer(200, b'{"messageIds": ')
+                # recorded before the answer: the sender may read it as soon as it has the ids
+                with emulator._lock:
+                    emulator.acked.extend(stored)
                 try:
                     self.answer(200, json.dumps({"messageIds": ids}).encode())
                 except OSError:  # the sender gave up waiting: it never saw the ids
-                    return None
-                with emulator._lock:
-                    emulator.acked.extend(stored)
+                    with emulator._lock:
+                        for message in stored:
+                            emulator.acked.remove(message)
                 return None
 
         return Handler
