@@ -10,6 +10,7 @@ Ctrl-C stops everything it started. All state lives in one directory (``--state-
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -51,6 +52,51 @@ def chp_path() -> str | None:
     return str(local) if local.exists() else shutil.which("configurable-http-proxy")
 
 
+LOCK_FILE = "demo.lock"
+
+
+class StateDirInUse(RuntimeError):
+    """Another demo runs in this state directory."""
+
+
+def lock_state_dir(state: Path, port: int) -> int:
+    """Hold ``state``'s lock for this process's lifetime: the open file descriptor.
+
+    Two demos in one directory would share one hub database and one provider log; the lock
+    (flock, released by the kernel when this process ends, however it ends) keeps the second
+    out, and the file names the holder's PID and port for the refusal message.
+    """
+    state.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace")
+        os.close(fd)
+        try:
+            info = json.loads(holder)
+            who = f"the demo with PID {info['pid']} on port {info['port']}"
+        except (ValueError, KeyError, TypeError):
+            who = "another demo"
+        raise StateDirInUse(
+            f"{state} is in use by {who}: stop it first, or choose another --state-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({"pid": os.getpid(), "port": port}).encode())
+    return fd
+
+
+def empty_state_dir(state: Path) -> None:
+    """Remove everything in ``state`` but its lock (held by this process)."""
+    for path in state.iterdir():
+        if path.name == LOCK_FILE:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -59,9 +105,8 @@ class Demo:
         self.children: list[ChildProcess] = []
 
     def start(self) -> None:
-        if self.args.fresh and self.state.exists():
-            shutil.rmtree(self.state)
-        self.state.mkdir(parents=True, exist_ok=True)
+        if self.args.fresh:
+            empty_state_dir(self.state)
         provider = self.start_provider()
         self.start_hub(provider)
 
@@ -74,6 +119,9 @@ class Demo:
             path, self.state / "provider.log", self.state
         )
         self.children.append(provider)
+        # the hub finds the provider through discovery: a wrong issuer would make every
+        # sign-in fail, so the banner waits until discovery answers at this issuer
+        provider.wait_http(f"{config['issuer']}/.well-known/openid-configuration", timeout=30)
         return config
 
     def start_hub(self, provider: dict) -> None:
@@ -137,6 +185,11 @@ class Demo:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     assert set(DEMO_LOGINS) == set(DEMO_ENTITLEMENTS)
+    try:
+        lock_state_dir(Path(args.state_dir).resolve(), args.port)
+    except StateDirInUse as e:
+        print(f"egi-notebooks demo: {e}", file=sys.stderr)
+        return 1
     if not port_is_free(args.port):
         print(
             f"egi-notebooks demo: port {args.port} on 127.0.0.1 is taken; "

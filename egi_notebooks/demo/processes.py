@@ -50,9 +50,11 @@ class ChildProcess:
         self.env = env
         self.proc: subprocess.Popen | None = None
         self._log = None
+        self._log_start = 0  # where this run's output begins: a restart appends to the log
 
     def start(self, cwd: Path | None = None) -> ChildProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        self._log_start = self._log.tell()
         self.proc = subprocess.Popen(
             self.command,
             cwd=cwd,
@@ -69,7 +71,12 @@ class ChildProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """This run's output (the log file may hold earlier runs' too)."""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_start)
+            return f.read().decode(errors="replace")
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log().splitlines()[-lines:])

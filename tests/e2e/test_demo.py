@@ -15,6 +15,7 @@ import pytest
 
 from egi_notebooks.demo.processes import free_port, port_is_free
 from tests.harness.browser import ROOT, DemoProcess, describe, stop_and_check
+from tests.harness.login import login
 
 pytestmark = pytest.mark.e2e
 PROBE_USER = "egi-notebooks-probe"  # the status service's user: its server starts ~5 s in
@@ -111,4 +112,50 @@ def test_ctrl_c_works_when_started_from_a_script_in_the_background(tmp_path):
     ignoring = [pid for pid in demo.descendants() if ignores_sigint(pid)]
     problems = stop_and_check(demo)
     assert not ignoring, [describe(pid) for pid in ignoring]
+    assert not problems, "\n".join(problems)
+
+
+def restarted(demo: DemoProcess) -> DemoProcess:
+    """A second ``egi-notebooks demo`` in the same state directory, as a user reruns it."""
+    again = DemoProcess(demo.port, demo.state_dir, cwd=demo.cwd)
+    again.command.remove("--fresh")
+    return again
+
+
+def test_a_restart_in_the_same_state_dir_signs_users_in(tmp_path):
+    first = DemoProcess(free_port(), tmp_path / "state").start()
+    assert login(first.url, "alice").ok
+    problems = stop_and_check(first)
+    assert not problems, "\n".join(problems)
+
+    second = restarted(first).start()
+    try:
+        result = login(second.url, "alice")
+        assert result.ok, (result.response.status_code, result.response.text[:500])
+    finally:
+        problems = stop_and_check(second)
+    assert not problems, "\n".join(problems)
+
+
+def test_a_second_demo_in_the_same_state_dir_is_refused(tmp_path):
+    first = DemoProcess(free_port(), tmp_path / "state").start()
+    try:
+        other_port = free_port()
+        result = subprocess.run(
+            [sys.executable, "-m", "egi_notebooks.cli", "demo", "--port", str(other_port)]
+            + ["--state-dir", str(first.state_dir)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode != 0
+        assert str(first.proc.pid) in result.stderr, result.stderr
+        assert f"port {first.port}" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+        assert port_is_free(other_port)  # it started nothing
+        assert first.hub_answers()  # and left the first one alone
+        assert login(first.url, "bob").ok
+    finally:
+        problems = stop_and_check(first)
     assert not problems, "\n".join(problems)
