@@ -15,7 +15,7 @@ import pytest
 
 from egi_notebooks.demo.processes import free_port, port_is_free
 from tests.harness.browser import ROOT, DemoProcess, describe, stop_and_check
-from tests.harness.login import login
+from tests.harness.login import login as sign_in
 
 pytestmark = pytest.mark.e2e
 PROBE_USER = "egi-notebooks-probe"  # the status service's user: its server starts ~5 s in
@@ -124,13 +124,13 @@ def restarted(demo: DemoProcess) -> DemoProcess:
 
 def test_a_restart_in_the_same_state_dir_signs_users_in(tmp_path):
     first = DemoProcess(free_port(), tmp_path / "state").start()
-    assert login(first.url, "alice").ok
+    assert sign_in(first.url, "alice").ok
     problems = stop_and_check(first)
     assert not problems, "\n".join(problems)
 
     second = restarted(first).start()
     try:
-        result = login(second.url, "alice")
+        result = sign_in(second.url, "alice")
         assert result.ok, (result.response.status_code, result.response.text[:500])
     finally:
         problems = stop_and_check(second)
@@ -155,7 +155,7 @@ def test_a_second_demo_in_the_same_state_dir_is_refused(tmp_path):
         assert "Traceback" not in result.stderr
         assert port_is_free(other_port)  # it started nothing
         assert first.hub_answers()  # and left the first one alone
-        assert login(first.url, "bob").ok
+        assert sign_in(first.url, "bob").ok
     finally:
         problems = stop_and_check(first)
     assert not problems, "\n".join(problems)
