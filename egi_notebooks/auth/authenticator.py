@@ -2,8 +2,10 @@
 
 Thin layer over oauthenticator's GenericOAuthenticator: configuration traits, discovery,
 VO authorization from entitlements, proactive single-flight refresh, revocation at logout.
-The behaviour lives in small overridable methods; the pieces with logic of their own live in
-``discovery.py``, ``refresh.py``, ``logout.py`` and ``egi_notebooks.entitlements``.
+The behaviour lives in small overridable methods of this class (refresh and logout among
+them); the pieces with logic of their own that need no authenticator live in
+``discovery.py``, ``refresh.py``, ``refresh_flow.py``, ``logout.py`` and
+``egi_notebooks.entitlements``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import time
 from inspect import isawaitable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jwt
 from jupyterhub.crypto import CryptKeeper
@@ -48,16 +50,19 @@ from ..entitlements import (
 from .background import BackgroundRefresher
 from .discovery import DiscoveryError, IdTokenError, OIDCMetadata
 from .login import EGICallbackHandler, EGILoginHandler, nonce_from_state_cookie
-from .logout import EGILogoutHandler, LogoutMixin
+from .logout import EGILogoutHandler, end_session_url, revoke_auth_state_tokens, strip_tokens
 from .refresh import (
     ClientAuthError,
     InvalidGrant,
     ProviderError,
+    RefreshBackoff,
     SingleFlight,
+    access_token_valid,
     compute_expiry,
+    needs_refresh,
     parse_token_response,
 )
-from .refresh_flow import RefreshMixin
+from .refresh_flow import apply_auth_model, end_hub_login
 from .token_api import ACCESS_TOKEN_PATH, AccessTokenAPIHandler
 from .usernames import USERNAME_PATTERN, VOPERSON_ID_PATTERN, default_pattern, usable_username
 
@@ -84,7 +89,7 @@ DISCOVERED_URLS = {
 }
 
 
-class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
+class EGICheckinAuthenticator(GenericOAuthenticator):
     """Log in with EGI Check-in; authorize and make admins from VO entitlements."""
 
     login_handler = EGILoginHandler
@@ -648,7 +653,7 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
         return user_info
 
     @staticmethod
-    def subject_mismatch(expected: str, claims: dict[str, Any]) -> str:
+    def subject_mismatch(expected: str | None, claims: dict[str, Any]) -> str:
         return (
             f"the userinfo answer is about subject {claims.get('sub')!r},"
             f" the id_token about {expected!r}"
@@ -806,3 +811,323 @@ class EGICheckinAuthenticator(RefreshMixin, LogoutMixin, GenericOAuthenticator):
         if not not_blocked:
             return False
         return bool(await self.check_allowed(name, auth_model))
+
+    # ---- refresh ------------------------------------------------------------------------
+    # ``refresh_user`` is what JupyterHub calls on requests; ``refresh_tokens`` is the
+    # single-flight refresh grant that it, the background refresher and the access-token
+    # endpoint share.
+    _refresh_backoff: RefreshBackoff | None = None
+
+    @property
+    def refresh_backoff(self) -> RefreshBackoff:
+        """Per-user backoff of refresh grants while the provider fails (5 s, doubling up to
+        ``background_refresh_max_backoff``), whoever asks: requests, the background refresh,
+        the access-token endpoint. Consulted and updated by :meth:`refresh_tokens`."""
+        if self._refresh_backoff is None:
+            self._refresh_backoff = RefreshBackoff(
+                first=min(5.0, self.background_refresh_max_backoff),
+                maximum=self.background_refresh_max_backoff,
+            )
+        return self._refresh_backoff
+
+    async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> Any:
+        """No network call while the access token is valid beyond the leeway."""
+        if not self.enable_auth_state:
+            return True
+        auth_state = await user.get_auth_state()
+        if self.refresh_user_hook is not None:
+            refreshed = await self._call_refresh_user_hook(user, auth_state)
+            if refreshed is not None:
+                return refreshed
+        if not auth_state:
+            # never logged in with the provider: the probe user, service accounts, users an
+            # admin created through the API. Nothing to refresh; the tokens service still
+            # gives them no token. (False would make JupyterHub 5.5 refuse their spawns.)
+            return True
+        if not auth_state.get("access_token"):
+            return False  # tokens dropped (VO lost, logout with revocation): log in again
+        if not needs_refresh(auth_state, self.refresh_leeway):
+            return True
+        return await self.refresh_tokens(user)
+
+    async def refresh_tokens(self, user: Any, force: bool = False) -> Any:
+        """Single-flight refresh grant for ``user``: True, False (log in again) or an auth model.
+
+        While :attr:`refresh_backoff` holds ``user`` back (unless ``force``) the provider is
+        not asked: the stored access token is used while it is valid.
+        """
+        async with self._single_flight.hold(user.name):
+            # another flight may have refreshed while we waited: decide on the stored state
+            auth_state = await user.get_auth_state()
+            if not auth_state or not auth_state.get("access_token"):
+                return False
+            if not force and not needs_refresh(auth_state, self.refresh_leeway):
+                return True
+            refresh_token = auth_state.get("refresh_token")
+            if not refresh_token:
+                return access_token_valid(auth_state)
+            backoff = self.refresh_backoff
+            if not force and backoff.waiting(user.name):
+                return access_token_valid(auth_state)
+            try:
+                token_info = await self.post_token_endpoint(
+                    self.build_refresh_token_request_params(refresh_token)
+                )
+                auth_model = await self.auth_model_from_refresh(user, auth_state, token_info)
+            except InvalidGrant as e:
+                # the stored token is dead: no quick retries of it (a new login clears this)
+                backoff.failed(user.name)
+                self.log.info("Refresh token of %s refused (%s): login required", user.name, e)
+                return False
+            except ClientAuthError as e:
+                self.log_client_rejected(e)
+                self.log_backoff(user.name, backoff.failed(user.name))
+                # the stored tokens stay: they work again once the operator fixes the client
+                return access_token_valid(auth_state)
+            except (ProviderError, DiscoveryError, IdTokenError, web.HTTPError) as e:
+                self.log_backoff(user.name, backoff.failed(user.name))
+                return self.on_refresh_unavailable(user, auth_state, e)
+            backoff.succeeded(user.name)
+            self._provider_warned.discard(user.name)
+            if not await self.is_still_authorized(user.name, auth_model):
+                await self.drop_authorization(user, auth_model["auth_state"])
+                # returning False makes the hub apply nothing: VO groups and admin go now
+                apply_auth_model(user, auth_model, self.manage_groups)
+                end_hub_login(user)
+                return False
+            await user.save_auth_state(auth_model["auth_state"])
+            await self.on_tokens_refreshed(user, auth_model["auth_state"])
+            return auth_model
+
+    def log_backoff(self, name: str, delay: float) -> None:
+        self.log.info("Token refresh of %s failed; next try in %.0f s at the earliest", name, delay)
+
+    def log_client_rejected(self, error: Exception) -> None:
+        """One error per ``client_error_log_interval``: the hub's client credentials are wrong.
+
+        Every user's refresh fails the same way, so one line for all of them (never the secret).
+        """
+        now = time.monotonic()
+        last = self._client_error_logged_at
+        if last is not None and now - last < self.client_error_log_interval:
+            return
+        self._client_error_logged_at = now
+        self.log.error(
+            "%s refused the hub's client credentials (%s): check %s.client_id (%r) and"
+            " client_secret (wrong, or rotated at the provider), and that the client may use"
+            " the refresh_token grant. Sessions and refresh tokens are kept and refreshes are"
+            " retried; a user must log in again once their access token expires."
+            " (logged at most every %.0f s)",
+            self.login_service,
+            error,
+            type(self).__name__,
+            self.client_id,
+            self.client_error_log_interval,
+        )
+
+    def on_refresh_unavailable(self, user: Any, auth_state: dict, error: Exception) -> bool:
+        """The provider could not refresh: keep the session while the access token is valid."""
+        valid = access_token_valid(auth_state)
+        if user.name not in self._provider_warned:
+            self._provider_warned.add(user.name)
+            self.log.warning(
+                "Cannot refresh tokens of %s: %s; %s",
+                user.name,
+                error,
+                "keeping the current token until it expires" if valid else "login required",
+            )
+        return valid
+
+    async def auth_model_from_refresh(
+        self, user: Any, auth_state: dict[str, Any], token_info: dict[str, Any]
+    ) -> dict[str, Any]:
+        new_state = dict(auth_state)  # keys other code added survive
+        fresh = await self.claims_after_refresh(token_info)
+        if fresh is None:  # nothing fresh to go by (userinfo_on_refresh = never, no id_token)
+            claims = dict(auth_state.get(self.user_auth_state_key) or {})
+        else:
+            # the verified answer is authoritative: a claim it leaves out is gone (Check-in
+            # sends no entitlement claim at all to a user who has none left)
+            claims = dict(fresh)
+        # no rotation / no id_token in the response: keep the previous ones
+        token_info = dict(token_info)
+        for key in ("refresh_token", "id_token"):
+            if not token_info.get(key):
+                token_info[key] = auth_state.get(key)
+        scope = token_info.get("scope", auth_state.get("scope") or [])
+        new_state.update(
+            {
+                "access_token": token_info["access_token"],
+                "refresh_token": token_info["refresh_token"],
+                "id_token": token_info["id_token"],
+                "scope": scope.split(" ") if isinstance(scope, str) else scope,
+                "token_response": token_info,
+                self.user_auth_state_key: claims,
+                **self.expiry_fields(token_info),
+            }
+        )
+        admin = True if user.name in self.admin_users else None
+        auth_model = {"name": user.name, "admin": admin, "auth_state": new_state}
+        if self.modify_auth_state_hook is not None:
+            auth_model["auth_state"] = await self._call_modify_auth_state_hook(new_state)
+        auth_model = await self.update_auth_model(auth_model)
+        if self.manage_groups:
+            # upstream's private helper (oauthenticator 17): groups + admin_groups, as at login
+            auth_model = await self._apply_managed_groups(auth_model)
+        return auth_model
+
+    async def claims_after_refresh(self, token_info: dict[str, Any]) -> dict[str, Any] | None:
+        """The user's current claims after a refresh, or None when nothing fresh is known.
+
+        ``auto``: the verified id_token of the refresh response when it carries an entitlement
+        claim, else userinfo (Check-in's id_tokens never carry entitlements: their absence
+        there says nothing). ``always``: userinfo. ``never``: the verified id_token only.
+        """
+        mode = self.userinfo_on_refresh
+        if token_info.get("id_token") and self.verify_id_token:
+            # verified in every mode: it is stored (logout hint, subject checks) either way
+            claims = await self.check_id_token(token_info)
+            if mode == "never" or (
+                mode == "auto" and any(name in claims for name in self.entitlements_claims)
+            ):
+                return claims
+        if mode == "never":
+            return None
+        return await self.token_to_user(token_info)
+
+    async def drop_authorization(self, user: Any, auth_state: dict[str, Any]) -> None:
+        """The user lost the VO/entitlement: revoke the new tokens and forget them."""
+        self.log.warning("%s is no longer authorized (VO or entitlement lost)", user.name)
+        await self.forget_tokens(user, auth_state)
+
+    async def on_tokens_refreshed(self, user: Any, auth_state: dict[str, Any]) -> None:
+        """Run ``tokens_changed_hook`` (EGISpawner's writes the token Secrets) after the
+        user's tokens changed; an error in it is logged: the tokens are stored already."""
+        hook = getattr(self, "tokens_changed_hook", None)
+        if hook is None:
+            return  # a hub without EGISpawner: nobody to tell
+        try:
+            result = hook(self, user, auth_state)
+            if isawaitable(result):
+                await result
+        except Exception:
+            self.log.exception("Error in tokens_changed_hook for %s", user.name)
+
+    # ---- logout, user deletion, replaced grants ------------------------------------------
+    # Every change of a user's stored tokens here runs under the user's refresh lock
+    # (``self._single_flight``) and re-reads the stored auth_state inside it: a refresh in
+    # flight would otherwise present a refresh token being revoked (``invalid_grant``), or
+    # rotate it and save the new, unrevoked tokens back after the logout.
+    _host_fallback_warned = False
+
+    async def logout_tokens(self, user: Any, handler: Any) -> str | None:
+        """Revoke and forget the tokens as configured; the end_session URL to redirect to."""
+        auth_state = await user.get_auth_state() or {}
+        id_token = auth_state.get("id_token")
+        if self.should_revoke_on_logout(user) and auth_state.get("access_token"):
+            await self.forget_user_tokens(user)
+        if self.logout_redirect_url or not self.end_session_redirect:
+            return None
+        endpoint = await self.get_endpoint("end_session_endpoint")
+        if not endpoint:
+            return None
+        return end_session_url(
+            endpoint, self.client_id, id_token, self.post_logout_uri_for(handler)
+        )
+
+    async def forget_user_tokens(self, user: Any) -> None:
+        """Revoke and forget whatever tokens ``user`` has stored now (takes the refresh lock)."""
+        async with self._single_flight.hold(user.name):
+            auth_state = await user.get_auth_state() or {}
+            if auth_state.get("access_token") or auth_state.get("refresh_token"):
+                await self.forget_tokens(user, auth_state)
+            self.refresh_backoff.succeeded(user.name)
+
+    async def forget_tokens(self, user: Any, auth_state: dict[str, Any]) -> None:
+        """Revoke at the provider, drop from auth_state, empty the token Secrets.
+
+        The caller holds the user's refresh lock (a refresh, or :meth:`forget_user_tokens`).
+        """
+        await revoke_auth_state_tokens(self, auth_state)
+        stripped = strip_tokens(auth_state)
+        await user.save_auth_state(stripped)
+        await self.on_tokens_refreshed(user, stripped)
+
+    async def delete_user(self, user: Any) -> None:
+        """A deleted user's tokens are revoked at the provider."""
+        async with self._single_flight.hold(user.name):
+            auth_state = await user.get_auth_state() or {}
+            if auth_state.get("access_token") or auth_state.get("refresh_token"):
+                await revoke_auth_state_tokens(self, auth_state)
+                # a refresh waiting for the lock then finds nothing to refresh
+                await user.save_auth_state(strip_tokens(auth_state))
+            self.refresh_backoff.succeeded(user.name)
+        super().delete_user(user)
+
+    async def get_authenticated_user(self, handler: Any, data: Any) -> Any:
+        """A login that replaces a user's stored grant revokes the replaced one."""
+        authenticated = await super().get_authenticated_user(handler, data)
+        if not authenticated or handler is None or not authenticated.get("auth_state"):
+            return authenticated
+        find_user = getattr(handler, "find_user", None)
+        user = find_user(authenticated["name"]) if find_user is not None else None
+        if user is not None:  # a first login has nothing to replace
+            await self.replace_grant(user, authenticated["auth_state"])
+        return authenticated
+
+    async def replace_grant(self, user: Any, auth_state: dict[str, Any]) -> None:
+        """Store a new login's ``auth_state``; revoke the previous grant if it is another one.
+
+        Without it every login leaves a live offline refresh token (a year on Check-in) at
+        the provider. The new state is saved here, under the refresh lock, before the old
+        grant is revoked: a background refresh never presents the revoked token, and one
+        that ran just before has its rotated token revoked instead. The hub saves the same
+        state again right after.
+        """
+        async with self._single_flight.hold(user.name):
+            old = await user.get_auth_state() or {}
+            await user.save_auth_state(auth_state)
+            await self.on_tokens_refreshed(user, auth_state)
+            self.refresh_backoff.succeeded(user.name)
+            old_refresh = old.get("refresh_token")
+            if not old_refresh or old_refresh == auth_state.get("refresh_token"):
+                return  # no previous grant, or the same one
+            replaced = {"refresh_token": old_refresh}
+            if old.get("access_token") != auth_state.get("access_token"):
+                replaced["access_token"] = old.get("access_token")
+            if not await revoke_auth_state_tokens(self, replaced):
+                self.log.warning("The grant %s's new login replaced was not revoked", user.name)
+
+    def should_revoke_on_logout(self, user: Any) -> bool:
+        if self.revoke_on_logout == "always":
+            return True
+        if self.revoke_on_logout == "never":
+            return False
+        return not any(s.active for s in user.spawners.values())
+
+    def post_logout_uri_for(self, handler: Any) -> str:
+        """Where the provider sends the browser after logout: the hub's public login page.
+
+        Built from configuration (``post_logout_redirect_uri``, ``JupyterHub.public_url``,
+        ``oauth_callback_url``), not from the request's Host header, which the client chooses.
+        """
+        if self.post_logout_redirect_uri:
+            return self.post_logout_redirect_uri
+        settings = getattr(handler, "settings", None) or {}
+        login_url = settings.get("login_url") or "/hub/login"
+        public = settings.get("public_url")
+        if public and getattr(public, "netloc", ""):
+            return f"{public.scheme}://{public.netloc}{login_url}"
+        callback = urlsplit(self.oauth_callback_url or "")
+        if callback.scheme and callback.netloc:
+            return f"{callback.scheme}://{callback.netloc}{login_url}"
+        if not self._host_fallback_warned:
+            self._host_fallback_warned = True
+            self.log.warning(
+                "%s: neither post_logout_redirect_uri, JupyterHub.public_url nor"
+                " oauth_callback_url is set: the post-logout redirect follows the request's"
+                " Host header",
+                type(self).__name__,
+            )
+        request = handler.request
+        return f"{request.protocol}://{request.host}{login_url}"
