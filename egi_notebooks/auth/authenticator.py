@@ -49,6 +49,7 @@ from ..entitlements import (
 )
 from .background import BackgroundRefresher
 from .discovery import DiscoveryError, IdTokenError, OIDCMetadata
+from .jwt_login import DEFAULT_JWT_LOGIN_SCOPES, JWT_LOGIN_PATH, JWTLoginHandler
 from .login import EGICallbackHandler, EGILoginHandler, nonce_from_state_cookie
 from .logout import EGILogoutHandler, end_session_url, revoke_auth_state_tokens, strip_tokens
 from .refresh import (
@@ -339,6 +340,60 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         egi_notebooks.spawner.update_user_token_secrets(user, auth_state) from it to keep it.""",
     )
 
+    # ---- API access with an access token (GET /hub/jwt_login) ------------------------
+    jwt_login_enabled = Bool(
+        True,
+        config=True,
+        help="""Answer ``GET /hub/jwt_login`` (egi-notebooks-hub's path): a caller with
+        ``Authorization: Bearer <access token>`` of the provider gets a hub API token for that
+        user, after the same VO authorization as a login (the user is created if new). JWTs
+        are verified by signature, ``iss``, ``exp``, ``aud``/``azp``; opaque tokens by
+        introspection.""",
+    )
+    jwt_login_audiences = List(
+        Unicode(),
+        config=True,
+        help="""Client ids an access token may be issued for (its ``aud``, ``azp`` or, in
+        introspection, ``client_id``). Default: the hub's ``client_id`` only; add the ids of
+        the clients (command-line tools) whose tokens may log in.""",
+    )
+    jwt_login_scopes = List(
+        Unicode(),
+        DEFAULT_JWT_LOGIN_SCOPES,
+        config=True,
+        help="""Scopes of the hub tokens that ``/hub/jwt_login`` hands out. Default: the
+        user's own servers (start, stop, reach) and reading their own model.""",
+    )
+    jwt_login_max_lifetime = Integer(
+        0,
+        min=0,
+        config=True,
+        help="""Longest lifetime in seconds of a hub token from ``/hub/jwt_login``; it never
+        outlives the access token it was made for. 0: the access token's remaining lifetime.""",
+    )
+    jwt_login_claims = Enum(
+        ["userinfo", "token"],
+        "userinfo",
+        config=True,
+        help="""Where ``/hub/jwt_login`` reads the user's claims: ``userinfo`` (Check-in
+        releases entitlements there) or ``token`` (the verified JWT or the introspection
+        answer, for a provider whose access tokens carry them).""",
+    )
+    token_exchange_enabled = Bool(
+        False,
+        config=True,
+        help="""At ``/hub/jwt_login``, exchange the access token for a refresh token of the hub
+        (RFC 8693; the client must be allowed the grant at the provider), so that background
+        refresh keeps API-only users' tokens fresh. Skipped when discovery does not list the
+        grant.""",
+    )
+    token_exchange_scope = List(
+        Unicode(),
+        ["openid", "offline_access", "profile", "email", "eduperson_entitlement", "voperson_id"],
+        config=True,
+        help="Scopes asked for in the token exchange (``offline_access`` for a refresh token).",
+    )
+
     # ---- upstream defaults that fit Check-in -----------------------------------------
     @default("login_service")
     def _default_login_service(self) -> str:
@@ -565,7 +620,11 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
                     log=self.log,
                 )
                 self.background_refresher.start()
-        return [*super().get_handlers(app), (ACCESS_TOKEN_PATH, AccessTokenAPIHandler)]
+        return [
+            *super().get_handlers(app),
+            (ACCESS_TOKEN_PATH, AccessTokenAPIHandler),
+            (JWT_LOGIN_PATH, JWTLoginHandler),
+        ]
 
     async def _warm_discovery(self) -> None:
         try:
