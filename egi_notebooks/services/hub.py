@@ -17,7 +17,7 @@ import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlparse
 
 import httpx
@@ -252,7 +252,9 @@ class HubServiceApp(Application):
     through the application's handler. Run it with :meth:`launch_instance`.
     """
 
-    _log_formatter_cls = LogFormatter
+    # any logging.Formatter class does (it is named in a dictConfig); traitlets declares its
+    # own LevelFormatter as the type
+    _log_formatter_cls = LogFormatter  # type: ignore[assignment]
     #: loggers that write through the application's handler while it runs
     _joined_loggers = ("tornado", "egi_notebooks")
 
@@ -300,7 +302,7 @@ class HubServiceApp(Application):
         for logger in map(logging.getLogger, self._joined_loggers):
             logger.parent = self.log
             logger.propagate = True
-            logger.setLevel(self.log_level)
+            logger.setLevel(cast("int | str", self.log_level))
 
     hub_api_url = Unicode(
         config=True,
