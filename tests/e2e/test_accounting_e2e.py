@@ -48,8 +48,9 @@ from tests.harness.egi_hub import EGIHub
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG, HubProcess, free_port
 from tests.harness.login import login
 from tests.harness.postgres import postgres_or_skip
+from tests.harness.provider import CERTIFIED
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 POLL = 1.0
 SERVICE_PORT = free_port()
@@ -129,7 +130,7 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def egi(workdir):
-    egi = EGIHub(workdir / "hub", users=provider_users())
+    egi = EGIHub(workdir / "hub", provider_implementation=CERTIFIED, users=provider_users())
     egi.hub_config = hub_config(workdir / "managed.sqlite")
     try:
         egi.start()

@@ -26,7 +26,7 @@ from tests.e2e.test_example_config import NAMESPACE, deployment  # noqa: F401 (f
 from tests.harness.hub import HubProcess
 from tests.harness.login import login
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 ALICE = "alice@egi.eu"
 ADMIN = "admin@egi.eu"

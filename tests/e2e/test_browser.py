@@ -27,7 +27,7 @@ from tests.harness.browser import (
 )
 from tests.harness.missing import missing
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 SIGN_IN = "Sign in with EGI Check-in"  # the hub's login button (login_service)
 LAB_TIMEOUT = 60_000  # ms: a first JupyterLab start on 2 busy cores
 KERNEL_TIMEOUT = 30_000

@@ -31,7 +31,7 @@ from tests.harness.k8s.process import EmulatorProcess
 from tests.harness.login import login
 from tests.harness.provider import CERTIFIED, ProviderProcess, make_provider_config
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 EXAMPLE = ROOT / "jupyterhub_config.py.example"
 NAMESPACE = "notebooks"

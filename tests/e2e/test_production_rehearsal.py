@@ -67,10 +67,10 @@ from egi_notebooks.services.status.kernel import KernelClient
 from tests.harness.hub import ROOT, HubProcess, free_port
 from tests.harness.k8s.process import EmulatorProcess
 from tests.harness.login import login
-from tests.harness.provider import ProviderProcess, make_provider_config
+from tests.harness.provider import CERTIFIED, ProviderProcess, make_provider_config
 from tests.harness.z2jh import Chart, HubMount, config_file_text, fill_placeholders, load_values
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 VALUES = ROOT / "docs" / "deploy" / "values.yaml"
 APEL_MANIFEST = ROOT / "docs" / "deploy" / "apel-ssm-cronjob.yaml"
@@ -195,7 +195,7 @@ class Deployment:
         self.state.mkdir()
         self.claims = workdir / "claims"  # one directory per claim the hub mounts
         self.hub = HubProcess(workdir / "hub")
-        self.provider = ProviderProcess()
+        self.provider = ProviderProcess(CERTIFIED)  # as EGI Check-in
         self.emulator = EmulatorProcess(workdir / "k8s", run_processes=True)
         self.chart: Chart | None = None
         self.values: dict[str, Any] = {}

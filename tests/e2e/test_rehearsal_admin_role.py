@@ -12,7 +12,7 @@ import pytest
 from tests.e2e.test_admin_role import ADMIN, ALICE, Browser, assert_no_auth_state, token_api
 from tests.e2e.test_production_rehearsal import deployment  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 
 def test_admin_gets_no_auth_state_and_still_administers(deployment):  # noqa: F811

@@ -24,7 +24,7 @@ from tests.harness.k8s.process import EmulatorProcess
 from tests.harness.login import login
 from tests.harness.provider import CERTIFIED
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 NS = "egi"
 TOKEN_LIFETIME = 12  # seconds: the background refresh renews at half of it

@@ -36,7 +36,7 @@ from tests.harness.egi_hub import EGIHub
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG, HubProcess, free_port
 from tests.harness.provider import CERTIFIED
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 PROBES = {
     # service name -> (probe user, extra service args)

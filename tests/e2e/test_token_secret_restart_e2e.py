@@ -22,7 +22,7 @@ from tests.e2e.test_spawner_e2e import (
 )
 from tests.harness.login import login
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from tests.e2e.test_tokens_e2e import (
 )
 from tests.harness.login import login
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 tokens_hub = test_tokens_e2e.tokens_hub  # the fixture: a hub with add_tokens_service
 
@@ -105,6 +105,7 @@ def test_a_revoked_token_is_refused_on_the_next_call(tokens_hub):
         assert egi.auth_state(ALICE)["access_token"] not in refused.text
 
 
+@pytest.mark.provider("ours")  # fault injection: the token endpoint answers HTML 500
 @pytest.mark.parametrize("background_refresh", [True, False])
 def test_a_failing_provider_is_asked_once_per_backoff_not_once_per_call(
     tokens_hub, background_refresh
