@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 
-import Provider, { interactionPolicy } from 'oidc-provider';
+import Provider, { errors, interactionPolicy } from 'oidc-provider';
 
 const READY_LINE = 'provider ready at ';
 const HOST = '127.0.0.1';
@@ -42,7 +42,10 @@ const COUNTED = new Set([
   'discovery', 'jwks', 'authorization', 'token', 'userinfo', 'revocation', 'introspection',
   'end_session',
 ]);
-const GRANT_TYPES = new Set(['authorization_code', 'refresh_token']);
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const REFRESH_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:refresh_token';
+const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', TOKEN_EXCHANGE]);
 
 // scope -> claims, as registered at Check-in; with conformIdTokenClaims they reach only
 // userinfo (and never the id_token of the code flow)
@@ -61,10 +64,19 @@ const SETTING_DEFAULTS = {
   id_token_lifetime: 3600,
   code_lifetime: 60,
   // accepted for compatibility with the other provider's configuration: here every scope
-  // claim is userinfo-only, and access tokens are always opaque
+  // claim is userinfo-only
   userinfo_only_claims: [],
+  // true: an access token requested for a resource indicator (`resource=<URL>` in the
+  // authorization and token requests) is an RS256 JWT (typ at+jwt, aud = the client, the
+  // user's scope claims inside); without one it stays opaque (userinfo takes only those).
+  // Read at start-up.
   jwt_access_tokens: false,
+  // true: the token endpoint offers RFC 8693 token exchange of an access token for the
+  // client's own access and refresh tokens, as Check-in does. Read at start-up.
+  token_exchange: false,
 };
+// settings that shape the provider object: fixed once it runs
+const STARTUP_SETTINGS = new Set(['jwt_access_tokens', 'token_exchange']);
 
 class ConfigError extends Error {}
 
@@ -80,8 +92,8 @@ function checkSetting(name, value) {
     if (!Array.isArray(value)) throw new ConfigError(`${name} must be a list of claim names`);
     return value;
   }
-  if (name === 'jwt_access_tokens') {
-    if (value !== false) throw new ConfigError('jwt_access_tokens: this provider issues opaque access tokens only');
+  if (STARTUP_SETTINGS.has(name)) {
+    if (typeof value !== 'boolean') throw new ConfigError(`${name} must be true or false`);
     return value;
   }
   if (typeof value !== 'number' || !(value > 0)) {
@@ -184,7 +196,7 @@ class Adapter {
         client_secret: c.client_secret,
         redirect_uris: c.redirect_uris,
         post_logout_redirect_uris: c.post_logout_redirect_uris ?? [],
-        grant_types: ['authorization_code', 'refresh_token'],
+        grant_types: ['authorization_code', 'refresh_token', ...(config.settings.token_exchange ? [TOKEN_EXCHANGE] : [])],
         response_types: ['code'],
         token_endpoint_auth_method: 'client_secret_basic',
         scope: CLIENT_SCOPE,
@@ -366,6 +378,96 @@ function loginEveryTime() {
   return policy;
 }
 
+// ---- access token formats and token exchange (both behind settings) ----------------------
+function jwtAccessTokens() {
+  // a resource indicator gets a JWT; the hub's own login asks for none and stays opaque
+  return {
+    enabled: true,
+    defaultResource: async (ctx, client, oneOf) => oneOf,
+    useGrantedResource: async () => false,
+    getResourceServerInfo: async (ctx, resource, client) => ({
+      scope: CLIENT_SCOPE,
+      audience: client.clientId,
+      accessTokenFormat: 'jwt',
+      jwt: { sign: { alg: 'RS256' } },
+    }),
+  };
+}
+
+async function grantWithResource(ctx) {
+  // the login page grants the OIDC scopes; a resource indicator's scopes come with them
+  // (otherwise the consent prompt would ask again and again)
+  const grantId = ctx.oidc.result?.consent?.grantId
+    || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+  if (!grantId) return undefined;
+  const grant = await ctx.oidc.provider.Grant.find(grantId);
+  const { resource, scope } = ctx.oidc.params;
+  if (grant && resource) {
+    for (const r of Array.isArray(resource) ? resource : [resource]) grant.addResourceScope(r, scope ?? '');
+    await grant.save();
+  }
+  return grant;
+}
+
+async function jwtAccessTokenClaims(ctx, token) {
+  // a JWT access token carries the user's claims of its grant's scopes (userinfo refuses
+  // a token with an audience, so this is where a resource server finds them)
+  if (token.kind !== 'AccessToken' || !token.resourceServer) return undefined;
+  const login = loginOfSub(token.accountId);
+  if (login === undefined) return undefined;
+  const claims = config.users.get(login).claims;
+  const scopes = new Set(String(token.scope ?? '').split(' '));
+  for (const s of (await ctx.oidc.provider.Grant.find(token.grantId))?.getOIDCScope().split(' ') ?? []) scopes.add(s);
+  const extra = {};
+  for (const [scope, names] of Object.entries(SCOPE_CLAIMS)) {
+    if (!scopes.has(scope)) continue;
+    for (const name of names) if (name in claims) extra[name] = claims[name];
+  }
+  return extra;
+}
+
+function tokenExchange(provider) {
+  // RFC 8693 for an access token of this provider: the calling client gets its own
+  // access token and, with offline_access, a refresh token for the same account
+  return async (ctx) => {
+    const { params, client } = ctx.oidc;
+    if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest(`subject_token_type must be ${ACCESS_TOKEN_TYPE}`);
+    }
+    const wanted = params.requested_token_type ?? ACCESS_TOKEN_TYPE;
+    if (![ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE].includes(wanted)) {
+      throw new errors.InvalidRequest('requested_token_type must be an access or refresh token');
+    }
+    if (!params.subject_token) throw new errors.InvalidRequest('subject_token is missing');
+    const subject = await provider.AccessToken.find(params.subject_token);
+    if (!subject?.isValid) throw new errors.InvalidGrant('subject_token is invalid, expired or revoked');
+    if (loginOfSub(subject.accountId) === undefined) throw new errors.InvalidGrant('subject_token names no known account');
+    const allowed = new Set(CLIENT_SCOPE.split(' '));
+    const requested = String(params.scope ?? subject.scope ?? '').split(' ').filter((s) => allowed.has(s));
+    const scope = [...new Set(requested)].join(' ');
+    if (wanted === REFRESH_TOKEN_TYPE && !requested.includes('offline_access')) {
+      throw new errors.InvalidScope('a refresh token needs the offline_access scope');
+    }
+    const grant = new provider.Grant({ accountId: subject.accountId, clientId: client.clientId });
+    grant.addOIDCScope(scope);
+    const grantId = await grant.save();
+    const common = { accountId: subject.accountId, client, grantId, gty: 'token_exchange', scope };
+    const at = new provider.AccessToken(common);
+    const body = {
+      access_token: await at.save(),
+      token_type: 'Bearer',
+      expires_in: at.expiration,
+      scope,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+    };
+    if (requested.includes('offline_access')) {
+      const rt = new provider.RefreshToken({ ...common, rotations: 0, authTime: Math.floor(now()) });
+      body.refresh_token = await rt.save();
+    }
+    ctx.body = body;
+  };
+}
+
 function makeProvider(issuer) {
   const setting = (name) => () => config.settings[name];
   return new Provider(issuer, {
@@ -399,10 +501,13 @@ function makeProvider(issuer) {
     features: {
       devInteractions: { enabled: false },
       introspection: { enabled: true },
+      ...(config.settings.jwt_access_tokens ? { resourceIndicators: jwtAccessTokens() } : {}),
       revocation: { enabled: true },
       rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
     },
     renderError,
+    extraTokenClaims: jwtAccessTokenClaims,
+    ...(config.settings.jwt_access_tokens ? { loadExistingGrant: grantWithResource } : {}),
   });
 }
 
@@ -489,6 +594,8 @@ async function admin(req, res, path) {
     if (path === '/_admin/settings') {
       if (req.method === 'PUT') {
         const checked = Object.fromEntries(Object.entries(body).map(([k, v]) => [k, checkSetting(k, v)]));
+        const fixed = Object.keys(checked).filter((k) => STARTUP_SETTINGS.has(k) && checked[k] !== config.settings[k]);
+        if (fixed.length) return bad(`${fixed.join(', ')}: read at start-up, cannot change while running`);
         Object.assign(config.settings, checked);
       }
       return sendJson(res, 200, config.settings);
@@ -557,6 +664,11 @@ server.listen(Number(args.values.port), HOST, () => {
   const issuer = `http://${HOST}:${port}${config.realmPath}`;
   const provider = makeProvider(issuer);
   provider.proxy = false;
+  if (config.settings.token_exchange) {
+    provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange(provider), [
+      'subject_token', 'subject_token_type', 'requested_token_type', 'scope', 'audience', 'resource',
+    ]);
+  }
   provider.use(async (ctx, next) => {
     await next();
     countCall(ctx);
