@@ -50,6 +50,12 @@ class AMSEmulator:
         self._server.shutdown()
         self._server.server_close()
 
+    def __enter__(self) -> AMSEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def received(self, ca_file: Path, workdir: Path) -> list[Received]:
         """What APEL's receiver gets from every acknowledged message (NotVerified if any is
         not signed by a certificate of ``ca_file``)."""

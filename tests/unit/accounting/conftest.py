@@ -1,10 +1,15 @@
-"""Fixtures of the accounting tests: every database test runs on SQLite AND real PostgreSQL."""
+"""Fixtures of the accounting tests: every database test runs on SQLite AND real PostgreSQL;
+the AMS senders' tests share a local AMS and a host certificate."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
 from egi_notebooks.services.accounting import db
+from tests.harness.ams import AMSEmulator
+from tests.harness.pki import HostPKI, make_host_pki, require_openssl
 from tests.harness.postgres import postgres_or_skip
 
 
@@ -32,3 +37,17 @@ def engine_and_sessions(database_url):
 @pytest.fixture
 def sessions(engine_and_sessions):
     return engine_and_sessions[1]
+
+
+@pytest.fixture
+def ams() -> Iterator[AMSEmulator]:
+    """A local AMS for one test (its plan and what it stored are the test's own)."""
+    with AMSEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> HostPKI:
+    """A test CA and a host certificate it signed, as APEL senders have (needs openssl)."""
+    require_openssl()
+    return make_host_pki(tmp_path_factory.mktemp("pki"))

@@ -14,20 +14,7 @@ import pytest
 from egi_notebooks.services.accounting.ams import AMSError, AMSSender
 from egi_notebooks.services.accounting.dirq_queue import OutgoingQueue
 from tests.harness.ams import AMSEmulator
-from tests.harness.pki import HostPKI, make_host_pki, require_openssl
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> HostPKI:
-    require_openssl()
-    return make_host_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def ams():
-    emulator = AMSEmulator().start()
-    yield emulator
-    emulator.stop()
+from tests.harness.pki import HostPKI
 
 
 def sender(ams: AMSEmulator, pki: HostPKI, **kw) -> AMSSender:

@@ -26,19 +26,6 @@ MESSAGES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    require_openssl()
-    return make_host_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def ams():
-    emulator = AMSEmulator().start()
-    yield emulator
-    emulator.stop()
-
-
 def sender(ams: AMSEmulator, cert_file, key_file, **kw) -> AMSSender:
     return AMSSender(url=ams.url, token=ams.token, cert_file=str(cert_file),
                      key_file=str(key_file), backoff=0.01, max_retries=0, **kw)  # fmt: skip

@@ -131,13 +131,10 @@ async def test_old_docker_shim_label_names(prometheus, exporter, sessions):
 async def test_garbage_answer_is_logged_and_skipped(sessions, caplog):
     from tests.harness.ams import AMSEmulator  # any HTTP server answering non-PromQL
 
-    garbage = AMSEmulator().start()
-    try:
+    with AMSEmulator() as garbage:
         store = Store(sessions)
         now = int(time.time())
         store.apply_poll([session(store, now, "jupyter-x", now - 10)], now)
         with caplog.at_level(logging.WARNING):
             assert await PrometheusUsage(url=garbage.url).enrich(sessions) == 0
         assert "not measured" in caplog.text
-    finally:
-        garbage.stop()
