@@ -14,15 +14,14 @@ import asyncio
 import os
 import re
 import time
-from inspect import isawaitable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import jwt
 from jupyterhub.crypto import CryptKeeper
+from jupyterhub.utils import maybe_future
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
-from tornado.httpclient import HTTPRequest
 from traitlets import (
     Bool,
     Callable,
@@ -567,13 +566,16 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
 
     # ---- discovery -------------------------------------------------------------------
     async def _fetch_url(self, url: str) -> tuple[int, bytes]:
-        request = HTTPRequest(
+        # upstream's httpfetch adds http_request_kwargs; an HTTP error status is an answer
+        # (OIDCMetadata decides), only a transport failure raises
+        response = await self.httpfetch(
             url,
+            label="fetching OIDC metadata",
+            parse_json=False,
+            raise_error=False,
             headers={"Accept": "application/json"},
             validate_cert=self.validate_server_cert,
-            **self.http_request_kwargs,
         )
-        response = await self.http_client.fetch(request, raise_error=False)
         if response.code == 599:
             raise ConnectionError(str(response.error))
         return response.code, response.body or b""
@@ -642,16 +644,17 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         """POST to the token endpoint; raises ProviderError / InvalidGrant (never token values)."""
         await self.ensure_endpoints()
         fields = {k: v for k, v in params.items() if v is not None and k != "data"}
-        request = HTTPRequest(
-            self.token_url,
-            method="POST",
-            headers=self.build_token_info_request_headers(),
-            body=urlencode(fields),
-            validate_cert=self.validate_server_cert,
-            **self.http_request_kwargs,
-        )
         try:
-            response = await self.http_client.fetch(request, raise_error=False)
+            response = await self.httpfetch(
+                self.token_url,
+                label="at the token endpoint",
+                parse_json=False,
+                raise_error=False,
+                method="POST",
+                headers=self.build_token_info_request_headers(),
+                body=urlencode(fields),
+                validate_cert=self.validate_server_cert,
+            )
         except Exception as e:
             raise ProviderError(f"cannot reach the token endpoint: {type(e).__name__}: {e}") from e
         if response.code == 599:
@@ -864,10 +867,7 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
             self.log.warning("%s: refreshed claims refused: %s", name, auth_model["refused"])
             return False
         # upstream's check_blocked_users answers "allowed": True when the user is not blocked
-        not_blocked = self.check_blocked_users(name, auth_model)
-        if isawaitable(not_blocked):
-            not_blocked = await not_blocked
-        if not not_blocked:
+        if not await maybe_future(self.check_blocked_users(name, auth_model)):
             return False
         return bool(await self.check_allowed(name, auth_model))
 
@@ -895,6 +895,9 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
             return True
         auth_state = await user.get_auth_state()
         if self.refresh_user_hook is not None:
+            # upstream's private helpers here and in auth_model_from_refresh (oauthenticator
+            # 17) call the operator's hooks as upstream does; tests/unit/auth/
+            # test_upstream_contract.py fails when they change
             refreshed = await self._call_refresh_user_hook(user, auth_state)
             if refreshed is not None:
                 return refreshed
@@ -1066,9 +1069,7 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         if hook is None:
             return  # a hub without EGISpawner: nobody to tell
         try:
-            result = hook(self, user, auth_state)
-            if isawaitable(result):
-                await result
+            await maybe_future(hook(self, user, auth_state))
         except Exception:
             self.log.exception("Error in tokens_changed_hook for %s", user.name)
 

@@ -42,8 +42,7 @@ class EGILoginHandler(OAuthLoginHandler):
     def oauth_redirect(self) -> None:
         # Upstream OAuthLoginHandler.get (oauthenticator 17) builds its state in a local
         # variable with no hook; this is that method plus the nonce (OIDC Core 3.1.2.1).
-        # test_upstream_contract_login_handler_and_groups_helper (tests/unit/auth/
-        # test_authorization.py) fails if upstream's shape changes.
+        # tests/unit/auth/test_upstream_contract.py fails if upstream's shape changes.
         redirect_uri = self.authenticator.get_callback_url(self)
         params = self.authenticator.extra_authorize_params.copy()
         state = {"state_id": self._generate_state_id(), "next_url": self._get_next_url()}

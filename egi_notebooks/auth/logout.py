@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from oauthenticator.oauth2 import OAuthLogoutHandler
-from tornado.httpclient import HTTPRequest
 
 if TYPE_CHECKING:
     from .authenticator import EGICheckinAuthenticator
@@ -34,16 +33,17 @@ async def revoke_token(
         authenticator.client_id, authenticator.client_secret, authenticator.basic_auth
     )
     headers["Content-Type"] = "application/x-www-form-urlencoded"
-    request = HTTPRequest(
-        endpoint,
-        method="POST",
-        headers=headers,
-        body=urlencode({"token": token, "token_type_hint": hint, **fields}),
-        validate_cert=authenticator.validate_server_cert,
-        **authenticator.http_request_kwargs,
-    )
     try:
-        response = await authenticator.http_client.fetch(request, raise_error=False)
+        response = await authenticator.httpfetch(
+            endpoint,
+            label="revoking a token",
+            parse_json=False,
+            raise_error=False,
+            method="POST",
+            headers=headers,
+            body=urlencode({"token": token, "token_type_hint": hint, **fields}),
+            validate_cert=authenticator.validate_server_cert,
+        )
     except Exception as e:
         authenticator.log.warning("Token revocation failed: cannot reach %s: %s", endpoint, e)
         return False

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
-from oauthenticator.oauth2 import OAuthenticator, OAuthLoginHandler
 from tornado import web
 from traitlets import TraitError
 from traitlets.config import Config
@@ -146,28 +143,6 @@ def test_username_from_voperson_id_then_sub_and_never_anonymous():
         make(username_claim=lambda info: info["email"]).user_info_to_username({"email": "e@x"})
         == "e@x"
     )
-
-
-def test_upstream_contract_login_handler_and_groups_helper():
-    """We copy OAuthLoginHandler.get (to add a nonce) and call _apply_managed_groups.
-
-    Fails when oauthenticator changes either, so that the copies are revisited.
-    """
-    source = inspect.getsource(OAuthLoginHandler.get)
-    for piece in (
-        "_generate_state_id()",
-        "_get_next_url()",
-        "_generate_pkce_params()",
-        "set_state_cookie(cookie_state)",
-        '_serialize_state({"state_id": state_id})',
-        "extra_authorize_params.copy()",
-        "self.authorize_redirect(",
-    ):
-        assert piece in source, piece
-    assert list(inspect.signature(OAuthenticator._apply_managed_groups).parameters) == [
-        "self",
-        "auth_model",
-    ]
 
 
 class FakeUser:
