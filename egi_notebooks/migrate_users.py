@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import quote
 
 from egi_notebooks.auth.usernames import default_pattern, usable_username
+from egi_notebooks.cli import HelpFormatter
 from egi_notebooks.entitlements import parse_entitlement
 from egi_notebooks.services.hub import HubAPIError, HubClient
 
@@ -225,6 +226,7 @@ class Migration:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="egi-notebooks migrate-users",
+        formatter_class=HelpFormatter,
         description="Rename egi-notebooks-hub 1.0 users (preferred_username) to their "
         "voperson_id and replace the entitlement-URN hub groups by VO groups. Dry run unless "
         "--apply. Hub API from $JUPYTERHUB_API_URL, token from $JUPYTERHUB_API_TOKEN "

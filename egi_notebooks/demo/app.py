@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..cli import HelpFormatter
 from .accounts import DEMO_ENTITLEMENTS, make_config
 from .processes import ChildProcess, free_port, port_is_free, start_checkin_provider
 
@@ -32,7 +33,9 @@ DEMO_LOGINS = {
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="egi-notebooks demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="egi-notebooks demo", formatter_class=HelpFormatter, description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--port", type=int, default=8000, help="public port of the hub")
     parser.add_argument(
         "--state-dir", default=".egi-notebooks-demo", help="where every file of the demo goes"

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -49,12 +50,12 @@ class ChildProcess:
         self.log_path = Path(log_path)
         self.env = env
         self.proc: subprocess.Popen | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
         self._log_start = 0  # where this run's output begins: a restart appends to the log
 
     def start(self, cwd: Path | None = None) -> ChildProcess:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self._log_start = self._log.tell()
+        self._log = log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        self._log_start = log.tell()
         self.proc = subprocess.Popen(
             self.command,
             cwd=cwd,

@@ -20,9 +20,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .k8s_calls import KubernetesTrouble, RetryPolicy
-from .storage import LabelReport, label_legacy_claims
+from ..cli import HelpFormatter
+
+if TYPE_CHECKING:  # the Kubernetes client loads in seconds: only a run needs it
+    from .storage import LabelReport
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ class ConfigError(Exception):
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="egi-notebooks migrate-claims",
+        formatter_class=HelpFormatter,
         description="Label claims of the older egi-notebooks-hub spawner for EGISpawner.",
     )
     parser.add_argument(
@@ -100,6 +104,9 @@ def print_report(report: LabelReport, namespace: str, dry_run: bool) -> None:
 async def run(args: argparse.Namespace) -> int:
     from kubernetes_asyncio.client import CoreV1Api
 
+    from .k8s_calls import RetryPolicy
+    from .storage import label_legacy_claims
+
     api_client_, config_namespace = await api_client(args.kubeconfig)
     namespace = args.namespace or config_namespace or "default"
     policy = RetryPolicy(timeout=args.timeout)
@@ -123,6 +130,8 @@ def main(argv: list[str]) -> int:
     if args.page_size < 1:
         print("egi-notebooks migrate-claims: --page-size must be at least 1", file=sys.stderr)
         return 2
+    from .k8s_calls import KubernetesTrouble
+
     try:
         return asyncio.run(run(args))
     except ConfigError as exc:

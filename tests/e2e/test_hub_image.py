@@ -215,6 +215,7 @@ def test_console_script(venv):
 def test_accounting_schema_is_created_with_the_image_sqlalchemy_and_alembic(venv, tmp_path):
     # the migrations ship in the wheel and run with the image's SQLAlchemy and alembic
     db = tmp_path / "accounting.sqlite"
+    db.touch()  # the report reads an existing database only (an empty file is one)
     result = venv.run(
         venv.path / "bin" / "egi-notebooks", "accounting", "report", f"--db-url=sqlite:///{db}",
         "--from", "2026-10-01", "--to", "2026-10-31", "--format", "json",

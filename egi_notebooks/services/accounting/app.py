@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Application, Configurable, catch_config_error
@@ -22,7 +23,7 @@ from ..hub import HubServiceApp
 from . import DB_URL_ENV, db
 from .apel import ApelRenderer, export
 from .collector import Collector
-from .report import day_bounds, parse_day, per_vo, to_csv, to_json, usage
+from .report import day_bounds, default_range, parse_day, per_vo, to_csv, to_json, usage
 from .store import Store
 
 
@@ -46,11 +47,29 @@ class DatabaseMixin(Configurable):
             self.load_config_file(self.config_file)
 
 
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite URL's database file if that file does not exist, else None."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 (a bad URL is reported when it is opened)
+        return None
+    database = parsed.database or ""
+    if not parsed.drivername.startswith("sqlite") or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):  # a URI filename: its own rules, left to SQLite
+        return None
+    return None if Path(database).exists() else database
+
+
 class ReportApp(DatabaseMixin, Application):
     name = "egi-notebooks-accounting-report"
     description = "Usage per VO and user for a date range (both days included, UTC)."
-    date_from = Unicode("", config=True, help="First day of the report (YYYY-MM-DD).")
-    date_to = Unicode("", config=True, help="Last day of the report (YYYY-MM-DD).")
+    date_from = Unicode(
+        "", config=True, help="First day of the report (YYYY-MM-DD; default: 30 days ago)."
+    )
+    date_to = Unicode("", config=True, help="Last day of the report (YYYY-MM-DD; default: today).")
     format = Unicode("csv", config=True, help="csv or json.")
     by_vo = Bool(False, config=True, help="One row per VO instead of per VO and user.")
     aliases = {
@@ -71,9 +90,16 @@ class ReportApp(DatabaseMixin, Application):
         try:
             if self.format not in {"csv", "json"}:
                 raise ValueError(f"--format must be csv or json, not {self.format!r}")
-            first = parse_day(self.date_from, "--from")
-            last = parse_day(self.date_to or self.date_from, "--to")
+            default_first, today = default_range()
+            first = parse_day(self.date_from, "--from") if self.date_from else default_first
+            last = parse_day(self.date_to, "--to") if self.date_to else today
             start, end = day_bounds(first, last)
+            missing = missing_sqlite_file(self.db_url)
+            if missing:
+                raise ValueError(
+                    f"no accounting database at {missing} (give the service's --db-url; "
+                    "a report creates no database)"
+                )
         except ValueError as e:
             print(f"egi-notebooks accounting report: {e}", file=sys.stderr)
             self.exit(2)
@@ -82,8 +108,8 @@ class ReportApp(DatabaseMixin, Application):
             rows = usage(sessions, start, end)
         finally:
             engine.dispose()
-        rows = per_vo(rows) if self.by_vo else rows
-        sys.stdout.write(to_csv(rows) if self.format == "csv" else to_json(rows) + "\n")
+        table = per_vo(rows) if self.by_vo else rows
+        sys.stdout.write(to_csv(table) if self.format == "csv" else to_json(table) + "\n")
 
 
 class AccountingApp(DatabaseMixin, HubServiceApp):

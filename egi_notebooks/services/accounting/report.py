@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
@@ -21,6 +22,35 @@ class UsageRow:
     sessions: int
     wall_hours: float
     cpu_hours: float  # requested CPUs x wall time
+
+
+@dataclass
+class VOUsageRow:
+    """The totals of one VO (no user column: every user of the VO)."""
+
+    vo: str
+    sessions: int
+    wall_hours: float
+    cpu_hours: float
+
+
+@dataclass
+class DayUsage:
+    """One UTC day of one VO: sessions running that day and their hours within it."""
+
+    day: date
+    vo: str
+    sessions: int
+    wall_hours: float
+
+
+DEFAULT_DAYS = 30  # the range shown and reported when none is given: the last 30 days
+
+
+def default_range(today: date | None = None) -> tuple[date, date]:
+    """The last ``DEFAULT_DAYS`` days, today included (UTC)."""
+    today = today or datetime.now(UTC).date()
+    return today - timedelta(days=DEFAULT_DAYS - 1), today
 
 
 def parse_day(value: str, name: str) -> date:
@@ -39,10 +69,9 @@ def day_bounds(first: date, last: date) -> tuple[int, int]:
     return int(start.timestamp()), int(end.timestamp())
 
 
-def usage(sessions: sessionmaker, start: int, end: int) -> list[UsageRow]:
-    """Hours of every (VO, user) within [start, end): sessions are clipped to the range."""
-    totals: dict[tuple[str, str], UsageRow] = {}
-    query = (
+def _session_query(start: int, end: int):  # noqa: ANN202 (a SQLAlchemy Select)
+    """Every session that ran at some time within [start, end)."""
+    return (
         select(
             Session.primary_vo,
             Session.user,
@@ -57,8 +86,13 @@ def usage(sessions: sessionmaker, start: int, end: int) -> list[UsageRow]:
         )
         .execution_options(yield_per=2000)
     )
+
+
+def usage(sessions: sessionmaker, start: int, end: int) -> list[UsageRow]:
+    """Hours of every (VO, user) within [start, end): sessions are clipped to the range."""
+    totals: dict[tuple[str, str], UsageRow] = {}
     with sessions() as db:
-        for vo, user, s_start, s_end, last_seen, cpus in db.execute(query):
+        for vo, user, s_start, s_end, last_seen, cpus in db.execute(_session_query(start, end)):
             stop = s_end if s_end is not None else last_seen
             seconds = max(0, min(stop, end) - max(s_start, start))
             key = (vo or "", user)
@@ -73,17 +107,39 @@ def usage(sessions: sessionmaker, start: int, end: int) -> list[UsageRow]:
     return result
 
 
-def per_vo(rows: list[UsageRow]) -> list[UsageRow]:
-    totals: dict[str, UsageRow] = {}
+def daily_usage(sessions: sessionmaker, first: date, last: date) -> list[DayUsage]:
+    """Per UTC day and VO, from ``first`` to ``last`` (both included): the sessions that ran
+    that day and their hours within it (a session over midnight counts on both days)."""
+    start, end = day_bounds(first, last)
+    totals: dict[tuple[date, str], DayUsage] = {}
+    with sessions() as db:
+        for vo, _user, s_start, s_end, last_seen, _cpus in db.execute(_session_query(start, end)):
+            stop = min(s_end if s_end is not None else last_seen, end)
+            begin = max(s_start, start)
+            day_start = start + (begin - start) // 86400 * 86400
+            while day_start < stop:
+                seconds = min(stop, day_start + 86400) - max(begin, day_start)
+                day = datetime.fromtimestamp(day_start, UTC).date()
+                row = totals.setdefault((day, vo or ""), DayUsage(day, vo or "", 0, 0.0))
+                row.sessions += 1
+                row.wall_hours += max(0, seconds) / 3600
+                day_start += 86400
+    result = sorted(totals.values(), key=lambda r: (r.day, r.vo))
+    for row in result:
+        row.wall_hours = round(row.wall_hours, 4)
+    return result
+
+
+def per_vo(rows: list[UsageRow]) -> list[VOUsageRow]:
+    totals: dict[str, VOUsageRow] = {}
     for row in rows:
-        total = totals.setdefault(row.vo, UsageRow(row.vo, "*", 0, 0.0, 0.0))
+        total = totals.setdefault(row.vo, VOUsageRow(row.vo, 0, 0.0, 0.0))
         total.sessions += row.sessions
         total.wall_hours = round(total.wall_hours + row.wall_hours, 4)
         total.cpu_hours = round(total.cpu_hours + row.cpu_hours, 4)
     return sorted(totals.values(), key=lambda r: r.vo)
 
 
-FIELDS = ["vo", "user", "sessions", "wall_hours", "cpu_hours"]
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -99,18 +155,24 @@ def spreadsheet_safe(value: object) -> object:
     return value
 
 
-def to_csv(rows: list[UsageRow]) -> str:
+def to_csv(rows: list[UsageRow] | list[VOUsageRow]) -> str:
     """CSV for spreadsheets (RFC 4180): VO and user cells that would start a formula are
-    prefixed with ``'`` (:func:`spreadsheet_safe`); JSON keeps the data as is."""
+    prefixed with ``'`` (:func:`spreadsheet_safe`); JSON keeps the data as is. Per-VO rows
+    have no user column."""
     out = io.StringIO()
+    row_type = type(rows[0]) if rows else UsageRow
     # With CRLF as the terminator the writer quotes any cell holding a lone CR, which
     # spreadsheets would otherwise take for the end of the row.
-    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\r\n")
+    writer = csv.DictWriter(out, fieldnames=list(fields_of(row_type)), lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: spreadsheet_safe(v) for k, v in asdict(row).items()})
     return out.getvalue()
 
 
-def to_json(rows: list[UsageRow]) -> str:
+def fields_of(row_type: type) -> list[str]:
+    return [f.name for f in dataclass_fields(row_type)]
+
+
+def to_json(rows: list[UsageRow] | list[VOUsageRow]) -> str:
     return json.dumps([asdict(r) for r in rows], indent=1)

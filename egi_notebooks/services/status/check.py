@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from ...cli import HelpFormatter
 from .results import EXIT_CODES, UNKNOWN
 
 DEFAULT_MAX_AGE_FACTOR = 2
@@ -145,6 +146,7 @@ def check(
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="egi-notebooks check-status",
+        formatter_class=HelpFormatter,
         description="Nagios/ARGO plugin: read the EGI Notebooks status service.",
     )
     parser.add_argument(
