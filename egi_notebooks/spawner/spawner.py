@@ -22,7 +22,7 @@ from tornado import web
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
 
 from . import annotations as ann
-from . import storage, token_secret
+from . import sharing, storage, token_secret
 from .k8s_calls import RetryPolicy
 from .names import user_server_slug, user_slug
 from .profiles import Membership, allowed, filter_profiles, profile_patterns, requirement
@@ -45,6 +45,7 @@ class EGISpawner(KubeSpawner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._register_tokens_changed_hook()
+        sharing.watch(self, self.share_check_interval)
 
     def _register_tokens_changed_hook(self) -> None:
         """Have the authenticator tell us about every change of a user's tokens.
@@ -123,6 +124,28 @@ class EGISpawner(KubeSpawner):
         "EGI_ACCESS_TOKEN_FILE",
         config=True,
         help="Environment variable naming the access token file (the path, never the token).",
+    )
+    share_check_interval = Float(
+        5,
+        config=True,
+        help="""Seconds between two reads of the hub database for shares of running servers
+        (JupyterHub's sharing has no event to wait for). Within this long of a server being
+        shared its token Secret is emptied and the access token last delivered to it is
+        revoked; within this long of its last share ending the current tokens are written
+        again. Read once per hub process, from the first spawner.""",
+    )
+    sharing_refused_profiles = List(
+        Unicode(),
+        config=True,
+        help="""Profile slugs whose servers may not be shared: shares and share codes found
+        on them are deleted (within share_check_interval, after the tokens are withheld).""",
+    )
+    sharing_refused_vos = List(
+        Unicode(),
+        config=True,
+        help="""VOs whose servers (by the server's primary VO) may not be shared: shares and
+        share codes found on them are deleted (within share_check_interval, after the tokens
+        are withheld).""",
     )
     k8s_api_attempts = Integer(
         4, config=True, help="Attempts per Kubernetes call for Secrets and claims (bounded)."
@@ -230,6 +253,8 @@ class EGISpawner(KubeSpawner):
     _secret_write: asyncio.Future | None = None
     _written_secret_name: str | None = None  # last token Secret written (state: renames)
     _legacy_secrets_deleted: bool = False
+    _sharing_blocked: bool = False  # this server's shares were seen and its tokens withheld
+    _delivered_access_token: str | None = None  # last access token written to its Secret
 
     async def run_auth_state_hook(self, auth_state: dict | None) -> None:
         """Remember VO membership and the pod-visible tokens, then run the operator's hook."""
@@ -338,6 +363,9 @@ class EGISpawner(KubeSpawner):
 
     async def _write_token_secret(self, data: dict[str, str]) -> bool:
         name = self.token_secret_name
+        if data and self._secret_shared():
+            data = token_secret.blank_data()
+        delivered = token_secret.access_token_in(data)
         created = await token_secret.write_token_secret(
             self.api,
             self.namespace,
@@ -350,7 +378,90 @@ class EGISpawner(KubeSpawner):
         )
         self._created_secret = self._created_secret or created
         self._written_secret_name = name
+        if delivered:
+            self._delivered_access_token = delivered
         return created
+
+    # ----- sharing (see .sharing) ---------------------------------------------------------
+
+    @property
+    def sharing_blocked(self) -> bool:
+        return self._sharing_blocked
+
+    def _servers_on_secret(self) -> list[EGISpawner]:
+        """This server and the user's other live servers that mount the same Secret."""
+        name = self.token_secret_name
+        others = [
+            s
+            for s in list(getattr(self.user, "spawners", {}).values())
+            if isinstance(s, EGISpawner)
+            and s is not self
+            and (s.active or s.has_pod)
+            and s.token_secret_name == name
+        ]
+        return [self, *others]
+
+    def _secret_shared(self) -> bool:
+        """Whether this server, or another live one mounting the same Secret, is shared now
+        (read from the hub database at each write, so no token follows a share)."""
+        servers = [s for s in self._servers_on_secret() if s.orm_spawner is not None]
+        if not servers or self.db is None:
+            return False
+        shared = sharing.shared_spawner_ids(self.db, [s.orm_spawner.id for s in servers])
+        if self.orm_spawner is not None and self.orm_spawner.id in shared:
+            self._sharing_blocked = True
+        return bool(shared)
+
+    def sharing_refusal(self) -> str | None:
+        return sharing.sharing_refusal(
+            self._flavor,
+            self._membership.primary_vo or self._loaded_annotations.get(ann.PRIMARY_VO),
+            self.sharing_refused_profiles,
+            self.sharing_refused_vos,
+        )
+
+    async def sharing_started(self) -> None:
+        """A share of this server was seen: empty its Secret, revoke the access tokens it may
+        have received, get the owner new ones (which go to no shared server); then delete
+        the shares if this server may not be shared."""
+        if not self._sharing_blocked:
+            self._sharing_blocked = True
+            self.log.info("%s is shared: its token Secret is emptied", self._log_name)
+            await self._write_token_secret(token_secret.blank_data())
+            await self._revoke_delivered_tokens()
+        refusal = self.sharing_refusal()
+        if refusal:
+            deleted = sharing.delete_shares(self.db, self.orm_spawner.id)
+            self.log.warning("Deleted %s shares of %s: %s", deleted, self._log_name, refusal)
+
+    async def sharing_ended(self) -> None:
+        """The last share of this server is gone: its Secret gets the current tokens."""
+        self._sharing_blocked = False
+        self.log.info("%s is no longer shared: tokens are delivered again", self._log_name)
+        auth_state = await self.user.get_auth_state() or {}
+        await update_user_token_secrets(self.user, auth_state)
+
+    async def _revoke_delivered_tokens(self) -> None:
+        authenticator = self.authenticator
+        get_endpoint = getattr(authenticator, "get_endpoint", None)
+        if get_endpoint is None:
+            return  # not EGICheckinAuthenticator: nothing to revoke with
+        from ..auth.logout import revoke_token
+
+        auth_state = await self.user.get_auth_state() or {}
+        # the Secret's last token, and the one the tokens service hands out until it sees the
+        # share
+        tokens = {self._delivered_access_token, auth_state.get("access_token")} - {None, ""}
+        endpoint = await get_endpoint("revocation_endpoint")
+        if not endpoint:
+            self.log.warning("The provider has no revocation_endpoint: tokens not revoked")
+        else:
+            for token in tokens:
+                await revoke_token(authenticator, endpoint, token, "access_token")
+        self._delivered_access_token = None
+        if auth_state.get("refresh_token"):
+            # the stored access token is dead now: the owner's other uses need a new one
+            await authenticator.refresh_tokens(self.user, force=True)
 
     async def _settle_token_secrets(self, data: dict[str, str]) -> bool:
         stale = self._stale_token_secret_names()  # before the write records the new name
@@ -569,6 +680,7 @@ async def update_user_token_secrets(user: Any, auth_state: Mapping[str, Any]) ->
     the others. Returns the number of Secrets written.
     """
     written, seen = 0, set()
+    # a shared server's Secret is written empty (EGISpawner._write_token_secret)
     for spawner in list(user.spawners.values()):
         if not isinstance(spawner, EGISpawner) or not (spawner.active or spawner.has_pod):
             continue

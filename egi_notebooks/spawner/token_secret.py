@@ -2,7 +2,8 @@
 
 The Secret holds ``access_token`` and ``id_token`` only: the refresh token never leaves
 the hub. It is written before the pod is created, rewritten whenever the hub refreshes the
-user and deleted with the user. This module owns building, writing and deleting it; the
+user and deleted with the user; while the server is shared it holds empty files
+(:mod:`.sharing`). This module owns building, writing and deleting it; the
 spawner decides when and with which name, labels and tokens (which of a user's servers a
 refresh concerns: ``spawner.update_user_token_secrets``). Writing is a replace (PUT) first,
 so a steady-state spawn costs one call; a missing Secret is then created.
@@ -29,6 +30,18 @@ def token_data(auth_state: Mapping[str, Any] | None) -> dict[str, str]:
         for key in TOKEN_KEYS
         if auth_state.get(key)
     }
+
+
+def blank_data() -> dict[str, str]:
+    """Secret data with every token file present and empty: what a shared server gets (a
+    notebook reading the file finds no token rather than a missing file)."""
+    return dict.fromkeys(TOKEN_KEYS, "")
+
+
+def access_token_in(data: Mapping[str, str]) -> str | None:
+    """The access token held by Secret ``data`` (:func:`token_data`), if any."""
+    value = data.get("access_token")
+    return base64.b64decode(value).decode() if value else None
 
 
 def secret_manifest(

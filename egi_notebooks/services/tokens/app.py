@@ -7,8 +7,9 @@ cached a few seconds), applies
 authenticator adds (``custom:egi-notebooks:access-tokens``; the refresh token never leaves
 the hub), forwarding the caller's token in the request body: the hub answers only while that
 token is live (a revoked token is refused on its next call) and, for a server's token, the
-one the hub gave that server. Nothing is cached but the callers' identities, so a refresh is
-visible at once.
+one the hub gave that server. A server's token is refused while the server has a share or a
+share code (``read:shares``, asked at every request). Nothing is cached but the callers'
+identities, so a refresh is visible at once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tornado.httpserver import HTTPServer
 from traitlets import Float, Integer
 
 from ..hub import HubAPIError, HubClient, HubServiceApp, service_application
-from .policy import SERVER_TOKEN_REQUIRED, Refused, grant_for
+from .policy import SERVER_SHARED, SERVER_TOKEN_REQUIRED, Refused, grant_for, servers_named
 
 # how the hub's access-token endpoint starts its refusals of the caller's token
 CALLER_REFUSED_PREFIX = "The caller's token"
@@ -76,6 +77,8 @@ class TokenHandler(web.RequestHandler):
             grant = grant_for(identity, self.get_query_argument("user", None))
         except Refused as e:
             raise web.HTTPError(403, str(e)) from None
+        if grant.server_token:
+            await self.service.refuse_shared(grant.owner, servers_named(identity, grant.owner))
         body = await self.service.access_token_of(grant.owner, token, grant.server_token)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
@@ -132,6 +135,28 @@ class TokensApp(HubServiceApp):
         except web.HTTPError as e:
             # HubAuth's messages name the hub's internal URL and host: not for callers
             raise web.HTTPError(503, "the hub could not identify the caller") from e
+
+    async def refuse_shared(self, owner: str, servers: list[str]) -> None:
+        """403 when one of ``owner``'s ``servers`` has a share or share code now (asked at
+        every request: no delay, nothing cached). Fails closed: an unanswered question is a
+        503, never a token."""
+        for server in servers:
+            for kind in ("shares", "share-codes"):
+                path = f"/{kind}/{quote(owner, safe='')}/{quote(server, safe='')}"
+                try:
+                    response = await self.hub.request("GET", path)
+                except HubAPIError as e:
+                    raise web.HTTPError(503, "the hub cannot be reached") from e
+                if response.status_code == 404:  # no such server of the owner
+                    raise web.HTTPError(403, SERVER_TOKEN_REQUIRED)
+                if response.status_code != 200:
+                    self.log.error("hub %s endpoint answered HTTP %s", kind, response.status_code)
+                    raise web.HTTPError(503, "the hub could not tell whether the server is shared")
+                items = response.json()
+                if isinstance(items, dict):  # a paginated answer
+                    items = items.get("items")
+                if items:
+                    raise web.HTTPError(403, SERVER_SHARED)
 
     async def access_token_of(
         self, user: str, caller_token: str, server_token: bool

@@ -13,6 +13,7 @@ class Refused(Exception):
 
 
 SERVER_TOKEN_REQUIRED = f"requires a token of your own server or the {TOKEN_SCOPE} scope"
+SERVER_SHARED = "this server is shared with other users: it gets no access token while it is"
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,11 @@ def grant_for(identity: dict[str, Any], requested_user: str | None = None) -> Gr
     if any(scope.startswith(own_server) for scope in scopes):
         return Grant(name, server_token=True)
     raise Refused(SERVER_TOKEN_REQUIRED)
+
+
+def servers_named(identity: dict[str, Any], owner: str) -> list[str]:
+    """The names of ``owner``'s servers the token's ``access:servers`` scopes name (a server's
+    own token names exactly one; ``""`` is the default server)."""
+    prefix = f"access:servers!server={owner}/"
+    scopes = identity.get("scopes") or []
+    return sorted({s[len(prefix) :] for s in scopes if isinstance(s, str) and s.startswith(prefix)})

@@ -1,0 +1,136 @@
+"""Shared servers get none of their owner's tokens.
+
+JupyterHub's sharing (``POST /hub/api/shares/{owner}/{server}``, share codes) lets other
+users into a server: its terminals and kernels run as the owner's pod, so everything the pod
+holds is theirs to read. While a server is shared (a live Share or ShareCode exists for it)
+its token Secret holds no token, and the access token delivered before the share is revoked
+at the provider. JupyterHub has no hook when a share is made, so the hub learns of new shares
+by a :class:`ShareWatcher` in the hub process that reads the hub database every
+``EGISpawner.share_check_interval`` seconds; every write of a token Secret (spawn, refresh)
+checks the database at that moment, so a share never receives a token written after it was
+seen. The tokens service checks the shares of the calling server at each request.
+
+This module holds the database reads and the watcher; the spawner decides what to write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from jupyterhub import orm
+from sqlalchemy import or_
+
+log = logging.getLogger(__name__)
+
+
+def _live(cls: Any, query: Any) -> Any:
+    return query.filter(or_(cls.expires_at.is_(None), cls.expires_at >= cls.now()))
+
+
+def shared_spawner_ids(db: Any, spawner_ids: Iterable[int] | None = None) -> set[int]:
+    """Ids of the ``orm.Spawner`` rows with a live share or share code (all, or among
+    ``spawner_ids``). Reads columns only: the answer is the database's, never a stale
+    object's."""
+    wanted = None if spawner_ids is None else {i for i in spawner_ids if i is not None}
+    if wanted is not None and not wanted:
+        return set()
+    found: set[int] = set()
+    for cls in (orm.Share, orm.ShareCode):
+        query = _live(cls, db.query(cls.spawner_id))
+        if wanted is not None:
+            query = query.filter(cls.spawner_id.in_(wanted))
+        found.update(row[0] for row in query.distinct())
+    return found
+
+
+def delete_shares(db: Any, spawner_id: int) -> int:
+    """Delete every share and share code of one server; the number deleted."""
+    deleted = 0
+    for cls in (orm.Share, orm.ShareCode):
+        deleted += db.query(cls).filter(cls.spawner_id == spawner_id).delete()
+    db.commit()
+    return deleted
+
+
+def sharing_refusal(
+    profile: str | None,
+    primary_vo: str | None,
+    refused_profiles: Iterable[str],
+    refused_vos: Iterable[str],
+) -> str | None:
+    """Why a server of this profile and primary VO may not be shared (``None``: it may)."""
+    if profile and profile in set(refused_profiles):
+        return f"servers of profile {profile!r} may not be shared"
+    if primary_vo and primary_vo in set(refused_vos):
+        return f"servers of VO {primary_vo!r} may not be shared"
+    return None
+
+
+class ShareWatcher:
+    """One per hub process: every ``interval`` seconds, compare the servers with shares to
+    what each live spawner last acted on, and have the spawner block (share appeared) or
+    restore (last share gone) its tokens."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.spawners: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.task: asyncio.Task | None = None
+        self.ticks = 0
+
+    def add(self, spawner: Any) -> None:
+        self.spawners.add(spawner)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not on the hub's loop yet: the next spawner created on it starts us
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.task = loop.create_task(self.run())
+
+    def live(self) -> list[Any]:
+        return [
+            s
+            for s in list(self.spawners)
+            if getattr(s, "orm_spawner", None) is not None and (s.active or s.has_pod)
+        ]
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("Checking shared servers failed; trying again")
+            await asyncio.sleep(max(0.1, self.interval))
+
+    async def tick(self) -> None:
+        spawners = self.live()
+        self.ticks += 1
+        if not spawners:
+            return
+        db = spawners[0].db
+        shared = shared_spawner_ids(db, [s.orm_spawner.id for s in spawners])
+        for spawner in spawners:
+            try:
+                if spawner.orm_spawner.id in shared:
+                    await spawner.sharing_started()
+                elif spawner.sharing_blocked:
+                    await spawner.sharing_ended()
+            except Exception:
+                spawner.log.exception("Could not apply the sharing state of %s", spawner._log_name)
+
+
+_watcher: ShareWatcher | None = None
+
+
+def watch(spawner: Any, interval: float) -> ShareWatcher:
+    """Have the process's watcher (started on first use) look after ``spawner``."""
+    global _watcher
+    if _watcher is None:
+        _watcher = ShareWatcher(interval)
+    _watcher.add(spawner)
+    return _watcher
