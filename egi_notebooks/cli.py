@@ -62,6 +62,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "main",
         "rename egi-notebooks-hub 1.0 users to their voperson_id (dry run unless --apply)",
     ),
+    "backup": Subcommand(
+        "egi_notebooks.backup.cli",
+        "main",
+        "restic backups of the home volumes: run, list, restore, check (Nagios)",
+    ),
 }
 
 
