@@ -38,7 +38,7 @@ RETRY_STATUS = {502, 503, 504}
 #: configuration; a hub passes its own environment to managed services only for a few names).
 BIND_URL_ENV = "EGI_NOTEBOOKS_SERVICE_BIND_URL"
 
-log = logging.getLogger("egi_notebooks.services")
+log = logging.getLogger(__name__)
 
 
 class HubAPIError(Exception):
@@ -209,7 +209,7 @@ _query_filter = QueryStringFilter()
 
 
 def install_query_string_filter() -> None:
-    """Put :class:`QueryStringFilter` on tornado's loggers and the services' (idempotent)."""
+    """Put :class:`QueryStringFilter` on tornado's loggers and this module's (idempotent)."""
     for name in (*_TORNADO_LOGGERS, log.name):
         logger = logging.getLogger(name)
         if _query_filter not in logger.filters:
