@@ -426,6 +426,27 @@ async function jwtAccessTokenClaims(ctx, token) {
   return extra;
 }
 
+async function subjectToken(provider, value) {
+  // an opaque access token is stored; a JWT one is not (its signature and exp vouch for it)
+  const parts = String(value).split('.');
+  if (parts.length !== 3) {
+    const token = await provider.AccessToken.find(value);
+    return token?.isValid ? { accountId: token.accountId, scope: token.scope } : undefined;
+  }
+  const keys = provider.signingKeys.map((jwk) => crypto.createPublicKey({ key: jwk, format: 'jwk' }));
+  const signed = Buffer.from(`${parts[0]}.${parts[1]}`);
+  const signature = Buffer.from(parts[2], 'base64url');
+  if (!keys.some((key) => crypto.verify('sha256', signed, key, signature))) return undefined;
+  let claims;
+  try {
+    claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (claims.iss !== provider.issuer || !(claims.exp > now())) return undefined;
+  return { accountId: claims.sub, scope: claims.scope };
+}
+
 function tokenExchange(provider) {
   // RFC 8693 for an access token of this provider: the calling client gets its own
   // access token and, with offline_access, a refresh token for the same account
@@ -439,8 +460,8 @@ function tokenExchange(provider) {
       throw new errors.InvalidRequest('requested_token_type must be an access or refresh token');
     }
     if (!params.subject_token) throw new errors.InvalidRequest('subject_token is missing');
-    const subject = await provider.AccessToken.find(params.subject_token);
-    if (!subject?.isValid) throw new errors.InvalidGrant('subject_token is invalid, expired or revoked');
+    const subject = await subjectToken(provider, params.subject_token);
+    if (!subject) throw new errors.InvalidGrant('subject_token is invalid, expired or revoked');
     if (loginOfSub(subject.accountId) === undefined) throw new errors.InvalidGrant('subject_token names no known account');
     const allowed = new Set(CLIENT_SCOPE.split(' '));
     const requested = String(params.scope ?? subject.scope ?? '').split(' ').filter((s) => allowed.has(s));
@@ -470,10 +491,11 @@ function tokenExchange(provider) {
 
 function makeProvider(issuer) {
   const setting = (name) => () => config.settings[name];
-  return new Provider(issuer, {
+  const keys = [signingKey()];
+  const provider = new Provider(issuer, {
     adapter: Adapter,
     findAccount,
-    jwks: { keys: [signingKey()] },
+    jwks: { keys },
     cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
     routes: ROUTES,
     claims: { openid: ['sub'], ...SCOPE_CLAIMS },
@@ -509,6 +531,8 @@ function makeProvider(issuer) {
     extraTokenClaims: jwtAccessTokenClaims,
     ...(config.settings.jwt_access_tokens ? { loadExistingGrant: grantWithResource } : {}),
   });
+  provider.signingKeys = keys;
+  return provider;
 }
 
 // ---- HTTP ---------------------------------------------------------------------------------

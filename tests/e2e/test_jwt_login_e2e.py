@@ -1,0 +1,373 @@
+"""``GET /hub/jwt_login`` end to end: real hub + CHP, the certified provider as Check-in.
+
+A caller with a Check-in access token and no browser session gets a hub API token, starts
+their server on the (emulated) Kubernetes cluster with it and reaches it through the proxy.
+Tokens that must not work (expired, revoked, issued to another client, from another issuer,
+an id_token, a non-member's) are refused with a JSON message. The JWT access-token path and
+RFC 8693 token exchange run against the same provider configured for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from egi_notebooks.demo.accounts import CLIENT_ID
+from tests.harness.egi_hub import EGIHub
+from tests.harness.hub import LOCAL_SPAWNER_CONFIG
+from tests.harness.k8s.process import EmulatorProcess
+from tests.harness.provider import (  # noqa: F401 (provider_factory is a fixture)
+    CERTIFIED,
+    ProviderProcess,
+    make_provider_config,
+    pkce_pair,
+    provider_factory,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
+
+NS = "egi"
+SCOPE = "openid profile email offline_access eduperson_entitlement voperson_id"
+# a command-line client of the same provider (a user's token tool), and one the hub does
+# not accept tokens of
+CLI = {"client_id": "cli", "redirect_uris": ["http://127.0.0.1:9/cli"]}
+OTHER = {"client_id": "other-service", "redirect_uris": ["http://127.0.0.1:9/other"]}
+KUBE_CONFIG = f"""
+c.JupyterHub.spawner_class = "egi-kubespawner"
+c.EGISpawner.namespace = {NS!r}
+c.EGISpawner.cmd = ["jupyterhub-singleuser"]
+c.EGISpawner.args = ["--ServerApp.allow_root=True"]
+c.EGISpawner.start_timeout = 90
+c.EGISpawner.http_timeout = 90
+c.EGISpawner.k8s_api_request_timeout = 5
+"""
+
+
+def with_clients(egi: EGIHub, *clients: dict) -> EGIHub:
+    """``egi`` with further clients at its provider (each with a random secret)."""
+    hub_client = make_provider_config(
+        f"{egi.hub.url}/hub/oauth_callback", f"{egi.hub.url}/hub/login"
+    )["clients"][0]
+    extra = [{**c, "client_secret": secrets.token_urlsafe(16)} for c in clients]
+    egi.provider_settings["clients"] = [hub_client, *extra]
+    return egi
+
+
+@contextlib.contextmanager
+def kube_hub(workdir: Path, extra: str = "", **provider_settings) -> Iterator[EGIHub]:
+    emulator = EmulatorProcess(workdir / "k8s", run_processes=True).start()
+    egi = with_clients(
+        EGIHub(workdir / "hub", KUBE_CONFIG + extra, CERTIFIED, **provider_settings),
+        OTHER,
+    )
+    egi.hub.env["KUBECONFIG"] = str(emulator.kubeconfig)
+    try:
+        egi.start()
+        yield egi
+    finally:
+        egi.stop()
+        emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def egi(tmp_path_factory):
+    with kube_hub(tmp_path_factory.mktemp("jwt-login")) as hub:
+        yield hub
+
+
+def client_of(provider: ProviderProcess, client_id: str) -> dict:
+    return next(c for c in provider.config["clients"] if c["client_id"] == client_id)
+
+
+def tokens_for(
+    provider: ProviderProcess,
+    login: str,
+    client_id: str = CLIENT_ID,
+    resource: str | None = None,
+    scope: str = SCOPE,
+) -> dict:
+    """A token response of ``client_id`` for ``login`` (code flow with PKCE, as a CLI does)."""
+    client = client_of(provider, client_id)
+    verifier, challenge = pkce_pair()
+    extra = {"resource": resource} if resource else {}
+    code = provider.get_code(
+        login,
+        client_id=client_id,
+        redirect_uri=client["redirect_uris"][0],
+        scope=scope,
+        code_challenge=challenge,
+        code_challenge_method="S256",
+        **extra,
+    )
+    r = provider.http.post(
+        provider.endpoint("token"),
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": client["redirect_uris"][0],
+            "code_verifier": verifier,
+            **extra,
+        },
+        auth=(client_id, client["client_secret"]),
+    )
+    r.raise_for_status()
+    return r.json()
+
+
+def jwt_login(egi: EGIHub, bearer: str | None, scheme: str = "Bearer") -> httpx.Response:
+    headers = {"Authorization": f"{scheme} {bearer}"} if bearer else {}
+    return httpx.get(f"{egi.hub.url}/hub/jwt_login", headers=headers, timeout=60)
+
+
+def refused(r: httpx.Response, status: int, words: str) -> None:
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["Content-Type"].startswith("application/json")
+    message = r.json()["message"]
+    assert words.lower() in message.lower(), message
+
+
+def jwt_login_tokens(egi: EGIHub, user: str) -> list[dict]:
+    r = egi.hub.api("GET", f"/users/{user}/tokens")
+    r.raise_for_status()
+    return [t for t in r.json()["api_tokens"] if t["note"].startswith("jwt_login ")]
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def as_user(egi: EGIHub, token: str, method: str, path: str, **kw) -> httpx.Response:
+    return egi.hub.api(method, path, token=token, **kw)
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# ----- the opaque access tokens Check-in issues ------------------------------------------
+
+
+def test_bearer_token_starts_and_reaches_the_users_server(egi):
+    user = "alice@egi.eu"
+    assert egi.hub.api("GET", f"/users/{user}").status_code == 404  # never logged in
+    access = tokens_for(egi.provider, "alice")["access_token"]
+    r = jwt_login(egi, access)
+    assert r.status_code == 200, r.text
+    assert r.headers["Cache-Control"] == "no-store"
+    body = r.json()
+    token = body["token"]
+    assert body["user"]["name"] == user and body["user"]["admin"] is False
+    assert access not in r.text
+    # created with the access token and its expiry in auth_state, VOs as at a login
+    state = egi.auth_state(user)
+    assert state["access_token"] == access
+    exp = egi.provider.introspect(access)["exp"]
+    assert abs(state["expires_at"] - exp) <= 2
+    assert state["primary_vo"] == "vo.access.egi.eu"
+    assert set(state["vos"]) == {"vo.notebooks.egi.eu", "vo.access.egi.eu"}
+    # the hub token lives no longer than the access token
+    assert body["expires_at"] <= exp + 1
+    (listed,) = jwt_login_tokens(egi, user)
+    assert epoch(listed["expires_at"]) <= exp + 1
+    # reused for the same access token: no second token
+    again = jwt_login(egi, access)
+    assert again.status_code == 200 and again.json()["token"] == token
+    assert len(jwt_login_tokens(egi, user)) == 1
+
+    # the default scopes: the user's own servers and model, nothing else
+    assert as_user(egi, token, "GET", f"/users/{user}").status_code == 200
+    listed_users = as_user(egi, token, "GET", "/users")
+    if listed_users.status_code == 200:  # a filtered scope lists only what it may see
+        assert [u["name"] for u in listed_users.json()] == [user]
+    else:
+        assert listed_users.status_code == 403
+    assert as_user(egi, token, "GET", "/users/bob@egi.eu").status_code in (403, 404)
+    assert as_user(egi, token, "POST", f"/users/{user}/tokens", json={}).status_code == 403
+    r = as_user(egi, token, "POST", f"/users/{user}/server")
+    assert r.status_code in (201, 202), r.text
+    egi.hub.wait_for_server(user, timeout=120)
+    reached = httpx.get(
+        f"{egi.hub.url}/user/{user}/api/status",
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
+    assert reached.status_code == 200, reached.text
+    assert "started" in reached.json()
+    r = as_user(egi, token, "DELETE", f"/users/{user}/server")
+    assert r.status_code in (202, 204), r.text
+    egi.hub.wait_for_server(user, ready=False, timeout=120)
+    # the bearer token never reaches the hub's log
+    assert access not in egi.hub.log()
+
+
+def test_a_new_access_token_gets_a_new_hub_token(egi):
+    first = jwt_login(egi, tokens_for(egi.provider, "bob")["access_token"])
+    second = jwt_login(egi, tokens_for(egi.provider, "bob")["access_token"])
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    assert first.json()["token"] != second.json()["token"]
+    assert second.json()["user"]["name"] == "bob@egi.eu"
+    # both still valid: each belongs to a live access token
+    for r in (first, second):
+        assert as_user(egi, r.json()["token"], "GET", "/users/bob@egi.eu").status_code == 200
+
+
+def test_missing_revoked_foreign_and_non_member_tokens_are_refused(egi):
+    r = jwt_login(egi, None)
+    refused(r, 401, "Authorization: Bearer")
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    refused(jwt_login(egi, "not-a-token"), 401, "not active")
+    # revoked: introspection says inactive
+    tokens = tokens_for(egi.provider, "bob")
+    revoked = egi.provider.http.post(
+        egi.provider.endpoint("revocation"),
+        data={"token": tokens["access_token"], "token_type_hint": "access_token"},
+        auth=(egi.provider.client_id, egi.provider.client_secret),
+    )
+    assert revoked.status_code == 200
+    refused(jwt_login(egi, tokens["access_token"]), 401, "not active")
+    # a valid token of a client whose tokens the hub does not accept
+    other = tokens_for(egi.provider, "bob", client_id=OTHER["client_id"])
+    refused(jwt_login(egi, other["access_token"]), 401, "not issued for this hub")
+    # the id_token is signed by the provider but is no access token
+    refused(jwt_login(egi, tokens["id_token"]), 401, "not an access token")
+    # a member of no allowed VO: authorized as at a login, and not created
+    mallory = tokens_for(egi.provider, "mallory")["access_token"]
+    refused(jwt_login(egi, mallory), 403, "not allowed")
+    assert egi.hub.api("GET", "/users/mallory@egi.eu").status_code == 404
+    assert tokens["access_token"] not in egi.hub.log()
+
+
+def test_another_issuers_token_is_refused(egi, provider_factory):  # noqa: F811
+    stranger = provider_factory(implementation=CERTIFIED)
+    refused(jwt_login(egi, stranger.login_tokens("alice")["access_token"]), 401, "not active")
+
+
+def test_an_expired_access_token_is_refused(egi):
+    egi.provider.settings(access_token_lifetime=3)
+    try:
+        tokens = tokens_for(egi.provider, "bob")
+    finally:
+        egi.provider.settings(access_token_lifetime=3600)
+    wait_until(lambda: not egi.provider.introspect(tokens["access_token"])["active"], 60, "expiry")
+    refused(jwt_login(egi, tokens["access_token"]), 401, "expired")
+
+
+def test_hub_token_lifetime_follows_the_access_token_and_the_limit(egi):
+    egi.provider.settings(access_token_lifetime=120)
+    try:
+        short = tokens_for(egi.provider, "bob")["access_token"]
+    finally:
+        egi.provider.settings(access_token_lifetime=3600)
+    body = jwt_login(egi, short).json()
+    exp = egi.provider.introspect(short)["exp"]
+    assert exp - 125 <= body["expires_at"] <= exp + 1
+
+
+# ----- JWT access tokens and token exchange ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jwt_egi(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("jwt-login-jwt")
+    egi = with_clients(
+        EGIHub(
+            workdir / "hub",
+            LOCAL_SPAWNER_CONFIG
+            + f"""
+c.EGICheckinAuthenticator.jwt_login_audiences = [{CLIENT_ID!r}, "cli"]
+c.EGICheckinAuthenticator.jwt_login_claims = "token"
+c.EGICheckinAuthenticator.jwt_login_max_lifetime = 600
+c.EGICheckinAuthenticator.token_exchange_enabled = True
+c.EGICheckinAuthenticator.background_refresh_max_interval = 2
+""",
+            CERTIFIED,
+            jwt_access_tokens=True,
+            token_exchange=True,
+            access_token_lifetime=3600,
+        ),
+        CLI,
+        OTHER,
+    )
+    egi.start()
+    yield egi
+    egi.stop()
+
+
+def resource_of(egi: EGIHub) -> str:
+    return f"{egi.hub.url}/hub/"
+
+
+def test_jwt_access_token_of_an_accepted_client(jwt_egi):
+    egi = jwt_egi
+    tokens = tokens_for(egi.provider, "alice", client_id="cli", resource=resource_of(egi))
+    access = tokens["access_token"]
+    assert jwt.get_unverified_header(access)["typ"] == "at+jwt"
+    r = jwt_login(egi, access)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["user"]["name"] == "alice@egi.eu"
+    # jwt_login_max_lifetime caps the hub token below the access token's hour
+    assert body["expires_at"] <= time.time() + 601
+    state = egi.auth_state("alice@egi.eu")
+    assert set(state["vos"]) == {"vo.notebooks.egi.eu", "vo.access.egi.eu"}
+    # token exchange gave the hub its own tokens, a refresh token among them
+    assert state["refresh_token"] and state["access_token"] != access
+    assert egi.provider.introspect(state["refresh_token"])["active"] is True
+    assert as_user(egi, body["token"], "GET", "/users/alice@egi.eu").status_code == 200
+
+
+def test_background_refresh_of_an_api_only_user(jwt_egi):
+    egi = jwt_egi
+    egi.provider.settings(access_token_lifetime=10)
+    try:
+        tokens = tokens_for(egi.provider, "bob", client_id="cli", resource=resource_of(egi))
+        body = jwt_login(egi, tokens["access_token"]).json()
+        user = "bob@egi.eu"
+        before = egi.auth_state(user)
+        assert before["refresh_token"]
+        r = as_user(egi, body["token"], "POST", f"/users/{user}/server")
+        assert r.status_code in (201, 202), r.text
+        egi.hub.wait_for_server(user, timeout=120)
+        # no request from the user: the background refresh renews the hub's tokens
+        wait_until(
+            lambda: egi.auth_state(user)["access_token"] != before["access_token"],
+            90,
+            "a background refresh",
+        )
+        after = egi.auth_state(user)
+        assert after["expires_at"] > time.time()
+        assert egi.provider.introspect(after["access_token"])["active"] is True
+    finally:
+        egi.provider.settings(access_token_lifetime=3600)
+        egi.hub.api("DELETE", "/users/bob@egi.eu/server")
+
+
+def test_jwt_refusals(jwt_egi, provider_factory):  # noqa: F811
+    egi = jwt_egi
+    other = tokens_for(
+        egi.provider, "alice", client_id=OTHER["client_id"], resource=resource_of(egi)
+    )
+    refused(jwt_login(egi, other["access_token"]), 401, "not issued for this hub")
+    stranger = provider_factory(implementation=CERTIFIED, jwt_access_tokens=True)
+    foreign = tokens_for(stranger, "alice", resource=resource_of(egi))["access_token"]
+    refused(jwt_login(egi, foreign), 401, "not signed by a known key")
+    # a tampered token: the signature no longer matches
+    good = tokens_for(egi.provider, "alice", client_id="cli", resource=resource_of(egi))
+    head, payload, signature = good["access_token"].split(".")
+    tampered = f"{head}.{payload}.{signature[:-4]}AAAA"
+    refused(jwt_login(egi, tampered), 401, "not valid")
+    refused(jwt_login(egi, good["id_token"]), 401, "not an access token")
