@@ -243,9 +243,12 @@ class StatusApp(HubServiceApp):
     async def serve(self) -> None:
         from tornado.httpserver import HTTPServer
 
+        from .backup import add_backup_status
         from .web import make_web_app
 
-        server = HTTPServer(make_web_app(self), xheaders=True)
+        web_app = make_web_app(self)
+        add_backup_status(web_app, self, self.service_prefix)
+        server = HTTPServer(web_app, xheaders=True)
         ip, port = self.listen(server)
         self.log.info("status service at %s%s, listening on %s:%s (probe user %s, interval %gs)",
                       self.service_url, self.service_prefix, ip, port, self.probe_user,
