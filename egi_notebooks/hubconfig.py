@@ -41,6 +41,16 @@ def service_command(subcommand: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "egi_notebooks.cli", subcommand, *args]
 
 
+#: The names the EGI pages show in the Services menu (``info.display_name`` of a service).
+SERVICE_DISPLAY_NAMES = {
+    "StatusApp": "Service status",
+    "AccountingApp": "Accounting",
+    "TokensApp": "Access tokens",
+}
+#: Services without a page for people (hidden from the Services menu).
+API_ONLY_SERVICES = frozenset({"TokensApp"})
+
+
 def _service(
     name: str,
     url: str,
@@ -56,6 +66,12 @@ def _service(
     if bind_url:
         command = [*command, f"--{app_class}.bind_url={bind_url}"]
     service: dict[str, Any] = {"name": name, "url": url, "command": command}
+    # the hub's Services menu: readable names (EGI pages), no entry for an API-only service
+    display_name = SERVICE_DISPLAY_NAMES.get(app_class)
+    if display_name:
+        service["info"] = {"display_name": display_name}
+    if app_class in API_ONLY_SERVICES:
+        service["display"] = False
     if environment:
         service["environment"] = dict(environment)
     return service
@@ -282,3 +298,22 @@ def restrict_admin_role(c: Any, withheld: frozenset[str] = WITHHELD_ADMIN_SCOPES
 
     setattr(get_default_roles, _RESTRICTED_MARK, (upstream, frozenset(withheld)))
     roles.get_default_roles = get_default_roles
+
+
+def use_egi_pages(c: Any, logo_file: str | None = None) -> None:
+    """The hub's pages in EGI's look (login, the 403 of a user in no allowed VO, error, home,
+    token and admin pages): the package's templates in ``JupyterHub.template_paths`` (after
+    those the operator listed, before JupyterHub's own),
+    ``egi`` (:func:`egi_notebooks.pages.page_context`) in ``JupyterHub.template_vars``, and
+    the EGI Notebooks logo as ``JupyterHub.logo_file`` unless ``logo_file`` or the operator's
+    own ``c.JupyterHub.logo_file`` names another. Texts and links: ``c.EGIPages.<trait>``."""
+    from .pages import LOGO, TEMPLATES, page_context
+
+    paths = [p for p in _current(c, "template_paths", []) if p != str(TEMPLATES)]
+    # an operator's own templates (already listed) still win over the package's
+    c.JupyterHub.template_paths = [*paths, str(TEMPLATES)]
+    c.JupyterHub.template_vars = {**_current(c, "template_vars", {}), "egi": page_context}
+    if logo_file:
+        c.JupyterHub.logo_file = logo_file
+    elif "logo_file" not in c.JupyterHub:
+        c.JupyterHub.logo_file = str(LOGO)

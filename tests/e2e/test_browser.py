@@ -144,8 +144,11 @@ def test_user_without_allowed_vo_gets_403(demo, browser, shots):
     browser.clear_cookies()
     page = browser.new_page()
     sign_in(page, demo, "mallory")
-    body = page.locator("body").inner_text()
-    assert "403" in body and "not currently authorized" in body, body
+    # the EGI page: one heading, the VOs that give access, the way to enrol
+    assert page.get_by_role("heading", level=1).inner_text() == "No access with this account"
+    vos = page.locator("#egi-access-vos li").all_inner_texts()
+    assert vos == ["Members of vo.access.egi.eu", "Members of vo.notebooks.egi.eu"], vos
+    assert "not currently authorized" not in page.locator("body").inner_text()
     shots.take(page, "mallory-403")
     # and no hub session: the home page sends her back to the login page
     page.goto(f"{demo.url}/hub/home")
