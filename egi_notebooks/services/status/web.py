@@ -30,6 +30,7 @@ try:
 except ImportError:  # older clients: their "latest" is the 0.0.4 text format generate_latest writes
     from prometheus_client.exposition import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
 
+from .. import service_page
 from ..hub import service_application
 from .results import EXIT_CODES, PHASES
 
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from .app import StatusApp
 
 COLOURS = {"OK": "#2e7d32", "WARNING": "#f9a825", "CRITICAL": "#c62828", "UNKNOWN": "#616161"}
+# text on white and on each status colour that keeps a contrast of at least 4.5:1
+TEXT_COLOURS = {"OK": "#2e7d32", "WARNING": "#7a4f00", "CRITICAL": "#c62828", "UNKNOWN": "#595959"}
+ON_COLOUR = {"OK": "#fff", "WARNING": "#000", "CRITICAL": "#fff", "UNKNOWN": "#fff"}
 
 
 class BaseHandler(web.RequestHandler):
@@ -136,7 +140,8 @@ def _ago(seconds: float | None) -> str:
 
 
 def _chart(app: StatusApp) -> str:
-    """An inline SVG bar chart of recent run durations, coloured by status."""
+    """An inline SVG bar chart of recent run durations, coloured by status, with a title
+    and one text alternative per bar."""
     runs = list(app.store.runs)[-48:]
     if not runs:
         return ""
@@ -152,7 +157,9 @@ def _chart(app: StatusApp) -> str:
             f"{r.status} {r.duration:.1f}s</title></rect>"
         )
     return (
-        f'<svg width="{width}" height="{height}" role="img" aria-label="recent run durations">'
+        f'<svg class="egi-chart" width="{width}" height="{height}" role="img" '
+        f'aria-labelledby="runs-chart-title"><title id="runs-chart-title">Durations of the '
+        f"last {len(runs)} runs, coloured by result; the longest took {top:.1f} s</title>"
         + "".join(bars)
         + f"</svg><p>longest: {top:.1f}s</p>"
     )
@@ -161,31 +168,35 @@ def _chart(app: StatusApp) -> str:
 def render_page(status: dict[str, Any], app: StatusApp) -> str:
     code = status["code"]
     phases = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v:.2f} s</td></tr>"
+        f'<tr><th scope="row">{html.escape(k)}</th><td>{v:.2f} s</td></tr>'
         for k, v in status.get("phases", {}).items()
     )
     rows = "".join(
         f"<tr><td>{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(r.finished))} UTC</td>"
-        f'<td style="color:{COLOURS.get(r.status, "#000")}">{r.status}</td>'
+        f'<td style="color:{TEXT_COLOURS.get(r.status, "#000")}">{r.status}</td>'
         f"<td>{r.duration:.1f} s</td><td>{html.escape(r.message)}</td></tr>"
         for r in reversed(list(app.store.runs)[-20:])
     )
     running = "<p><em>A probe run is in progress.</em></p>" if status.get("running") else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>EGI Notebooks status: {code}</title>
-<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:left}}
-.status{{color:#fff;background:{COLOURS.get(code, "#000")};padding:4px 12px;border-radius:4px}}
-</style></head><body>
-<h1>EGI Notebooks status: <span class="status" id="status">{code}</span></h1>
+    badge = (
+        f".status{{color:{ON_COLOUR.get(code, '#fff')};background:{COLOURS.get(code, '#000')};"
+        "padding:2px 12px;border-radius:4px}"
+    )
+    body = f"""<h1>EGI Notebooks status: <span class="status" id="status">{code}</span></h1>
 <p id="message">{html.escape(status["msg"])}</p>
 <p>Last run: <span id="age">{_ago(status.get("age"))}</span>
 (interval {app.interval:g} s, probe user {html.escape(app.probe_user)}).</p>
 {running}
-<h2>Phases of the last run</h2><table><tr><th>phase</th><th>time</th></tr>{phases}</table>
+<h2>Phases of the last run</h2>
+<table class="table table-sm"><thead><tr><th scope="col">phase</th><th scope="col">time</th>
+</tr></thead><tbody>{phases}</tbody></table>
 <h2>Recent runs</h2>{_chart(app)}
-<table><tr><th>finished</th><th>status</th><th>duration</th><th>message</th></tr>{rows}</table>
-<p><a href="status.json">status.json</a> · <a href="metrics">metrics</a></p>
-</body></html>"""
+<table class="table table-sm"><thead><tr><th scope="col">finished</th><th scope="col">status</th>
+<th scope="col">duration</th><th scope="col">message</th></tr></thead><tbody>{rows}</tbody></table>
+<p><a href="status.json">status.json</a> · <a href="metrics">metrics</a></p>"""
+    return service_page.render(
+        f"EGI Notebooks status: {code}", body, app.service_prefix, "status", extra_css=badge
+    )
 
 
 class StatusCollector(Collector):
