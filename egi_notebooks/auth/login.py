@@ -12,6 +12,7 @@ from oauthenticator.oauth2 import (
     _serialize_state,
 )
 from tornado import web
+from tornado.httputil import url_concat
 from tornado.log import app_log
 
 from .discovery import DiscoveryError
@@ -71,6 +72,18 @@ class EGICallbackHandler(OAuthCallbackHandler):
     failed request (``log_exception``), and the authorization code and state are in it.
     JupyterHub's access line already hides them.
     """
+
+    def check_error(self) -> None:
+        # A sign-in cancelled at the provider is the user's choice, not an error: back to the
+        # login page (which shows a notice for ``cancelled``), keeping where they were going.
+        if self.get_argument("error", "") == "access_denied":
+            params = {"cancelled": "1"}
+            next_url = _deserialize_state(self.get_state_cookie() or "").get("next_url")
+            if next_url:
+                params["next"] = next_url
+            self.redirect(url_concat(self.settings["login_url"], params))
+            raise web.Finish()
+        super().check_error()
 
     def _request_summary(self) -> str:
         return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
