@@ -408,8 +408,8 @@ class JWTLoginHandler(APIHandler):
         for orm_token in list(user.orm_user.api_tokens):
             if not (orm_token.note or "").startswith(TOKEN_NOTE_PREFIX):
                 continue
-            expires = _utc(orm_token.expires_at)
-            live = expires is not None and expires - now > REUSE_MARGIN_SECONDS
+            expires = _utc(orm_token.expires_at) or 0.0
+            live = expires - now > REUSE_MARGIN_SECONDS
             if orm_token.note == note:
                 if live and orm_token.match(value) and sorted(orm_token.scopes) == scopes:
                     return value, expires
