@@ -108,6 +108,12 @@ class BackupApp(HubServiceApp):
         help="Ask the hub for its users (their claims and primary VO). Without an API token "
         "only the claims found under mount_root are backed up.",
     )
+    api_token_file = Unicode(
+        "",
+        config=True,
+        help="File holding the hub API token (a CronJob mounts it from a Secret; the hub "
+        "gives a managed service $JUPYTERHUB_API_TOKEN instead).",
+    )
     vo_priority = List(
         Unicode(),
         config=True,
@@ -185,6 +191,9 @@ class BackupApp(HubServiceApp):
         super().initialize(argv)
         if self.config_file:
             self.load_config_file(self.config_file)
+        if self.api_token_file and not self.api_token:
+            with open(self.api_token_file, encoding="utf-8") as f:
+                self.api_token = f.read().strip()
         self.exit_code = 0
 
     def make_restic(self) -> Restic:
