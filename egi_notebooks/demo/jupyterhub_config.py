@@ -10,6 +10,7 @@ from egi_notebooks.hubconfig import (
     add_accounting_service,
     add_status_service,
     add_tokens_service,
+    use_egi_pages,
 )
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
@@ -49,6 +50,7 @@ c.Spawner.environment = {
     "EGI_NOTEBOOKS_TOKEN_URL": f"{hub_url}/services/tokens/token",
 }
 
+use_egi_pages(c)  # the hub's pages in EGI's look (login, 403, errors, home, token)
 add_tokens_service(c, url=f"http://127.0.0.1:{env['EGI_DEMO_TOKENS_PORT']}")
 
 # The status probe: a run shortly after start, then hourly; least-privilege role.
