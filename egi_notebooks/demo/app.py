@@ -109,8 +109,11 @@ class Demo:
 
     def start(self) -> None:
         if self.args.fresh:
+            say(f"emptying {self.state} (--fresh)")
             empty_state_dir(self.state)
+        say("starting the local EGI Check-in (demo accounts)")
         provider = self.start_provider()
+        say(f"starting JupyterHub and its services (logs in {self.state / 'jupyterhub.log'})")
         self.start_hub(provider)
 
     def start_provider(self) -> dict:
@@ -177,12 +180,20 @@ class Demo:
         lines = [
             "",
             f"EGI Notebooks demo running at {self.url}/",
+            f"  admin page:       {self.url}/hub/admin (sign in as admin)",
+            f"  status page:      {self.url}/services/status/",
+            f"  accounting view:  {self.url}/services/accounting/ (sign in as admin)",
             f"state and logs in {self.state}",
             "sign in with (password = login name):",
         ]
         lines += [f"  {login:<8} {what}" for login, what in DEMO_LOGINS.items()]
         lines += ["Ctrl-C stops everything.", ""]
         return "\n".join(lines)
+
+
+def say(message: str) -> None:
+    """A progress line of the demo (stdout, at once: a user waits for it)."""
+    print(f"egi-notebooks demo: {message}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,10 +226,11 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
             time.sleep(1)
     except KeyboardInterrupt:
-        print("\nstopping the demo...", file=sys.stderr)
+        print("\nstopping the demo...", file=sys.stderr, flush=True)
     except (RuntimeError, TimeoutError) as e:
         print(f"egi-notebooks demo: {e}", file=sys.stderr)
         return 1
     finally:
         demo.stop()
+    print("stopped", flush=True)
     return 0

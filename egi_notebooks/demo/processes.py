@@ -18,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-import httpx
-
 # what the local providers print once they listen, followed by their issuer
 READY_LINE = "provider ready at "
 CHECKIN_SCRIPT = Path("devtools") / "oidc-provider" / "checkin.mjs"
@@ -97,6 +95,8 @@ class ChildProcess:
         raise TimeoutError(f"{self.name}: no {what} after {timeout:.0f} s:\n{self.log_tail()}")
 
     def wait_http(self, url: str, timeout: float = 60, ok: tuple[int, ...] = (200,)) -> None:
+        import httpx  # here: `egi-notebooks demo --help` runs before any set-up
+
         def answers() -> bool:
             try:
                 return httpx.get(url, timeout=2).status_code in ok

@@ -32,6 +32,21 @@ def wait_for_probe_server(demo: DemoProcess, timeout: float = 60) -> None:
     raise AssertionError(f"no single-user server started in {timeout:g} s:\n{demo.text}")
 
 
+def test_run_demo_help_needs_no_set_up(tmp_path):
+    venv = tmp_path / "no-venv-yet"
+    result = subprocess.run(
+        [str(ROOT / "run"), "demo", "--help"],
+        env={**os.environ, "EGI_NOTEBOOKS_VENV": str(venv)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: egi-notebooks demo ")
+    assert "--state-dir" in result.stdout and "(default: 8000)" in result.stdout
+    assert not venv.exists()  # nothing was set up
+
+
 def test_refuses_a_taken_port_and_loses_nothing(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
@@ -82,11 +97,15 @@ def test_ctrl_c_stops_everything_and_state_stays_in_its_directory(demo):
     assert str(demo.state_dir) in demo.text  # it names the directory
     for login in ("alice", "bob", "admin", "mallory"):
         assert f"  {login} " in demo.text
+    for url in ("/hub/admin", "/services/status/", "/services/accounting/"):
+        assert f"{demo.url}{url}" in demo.text  # the banner lists the pages to try
+    assert "starting the local EGI Check-in" in demo.text  # it says what it does
     assert httpx.get(f"{demo.url}/hub/api/", timeout=5).status_code == 200
     wait_for_probe_server(demo)  # Ctrl-C with a JupyterLab server and its kernel running
 
     problems = stop_and_check(demo)
     assert not problems, "\n".join(problems)
+    assert demo.text.rstrip().endswith("stopped"), demo.text[-500:]
     assert port_is_free(demo.port)
     assert list(demo.cwd.iterdir()) == []
     names = {p.name for p in demo.state_dir.iterdir()}
