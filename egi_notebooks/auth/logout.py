@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -15,24 +14,21 @@ if TYPE_CHECKING:
 TOKEN_KEYS = ("access_token", "refresh_token", "id_token", "token_response")
 
 
-def client_auth(
-    client_id: str, client_secret: str, basic: bool
-) -> tuple[dict[str, str], dict[str, str]]:
-    """(headers, form fields) authenticating the client, as the token endpoint is configured."""
-    if basic:
-        raw = f"{client_id}:{client_secret}".encode()
-        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}, {}
-    return {}, {"client_id": client_id, "client_secret": client_secret}
-
-
 async def revoke_token(
     authenticator: EGICheckinAuthenticator, endpoint: str, token: str, hint: str
 ) -> bool:
-    """Revoke one token; True when the provider confirmed (RFC 7009: 200)."""
-    headers, fields = client_auth(
-        authenticator.client_id, authenticator.client_secret, authenticator.basic_auth
-    )
-    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    """Revoke one token; True when the provider confirmed (RFC 7009: 200).
+
+    The client authenticates as at the token endpoint (RFC 7009 2.1): upstream's headers, with
+    HTTP Basic for ``client_secret_basic``, else the credentials in the form.
+    """
+    headers = authenticator.build_token_info_request_headers()
+    fields = {}
+    if not authenticator.basic_auth:
+        fields = {
+            "client_id": authenticator.client_id,
+            "client_secret": authenticator.client_secret,
+        }
     try:
         response = await authenticator.httpfetch(
             endpoint,

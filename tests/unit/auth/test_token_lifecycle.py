@@ -146,6 +146,15 @@ async def test_deleting_a_user_during_a_refresh_revokes_the_new_tokens(provider)
     await assert_nothing_alive(provider, user)
 
 
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+async def test_revocation_authenticates_the_client_as_the_token_endpoint_does(provider, method):
+    auth = make(provider, token_endpoint_auth_method=method)
+    user = await logged_in(provider, auth, expires_in=3600)
+    assert await auth.refresh_tokens(user, force=True)  # the token endpoint, same method
+    await auth.forget_user_tokens(user)
+    await assert_nothing_alive(provider, user)
+
+
 async def _calls(provider: ProviderProcess, key: str, at_least: int) -> bool:
     return (await stats(provider))[key] >= at_least
 
