@@ -296,9 +296,19 @@ def count_entitlement_values(claims: Mapping[str, object], names: Iterable[str])
 
 
 def choose_primary_vo(vos: list[str], priority: Iterable[str] = ()) -> str | None:
-    """The first VO of ``priority`` the user has, else the first in provider order."""
+    """The first VO of ``priority`` the user has, else the first in provider order.
+
+    An entry ending in ``*`` stands for the VOs that start with what precedes it (the first
+    of them in provider order): ``pp-*`` picks an EOSC EU Node personal project, whose name
+    differs for every user.
+    """
     have = set(vos)
     for vo in priority:
-        if vo in have:
+        if vo.endswith("*"):
+            prefix = vo[:-1]
+            match = next((v for v in vos if v.startswith(prefix)), None)
+            if match is not None:
+                return match
+        elif vo in have:
             return vo
     return vos[0] if vos else None

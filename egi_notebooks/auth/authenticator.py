@@ -250,7 +250,8 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         config=True,
         help="""VOs in order of preference for ``primary_vo`` in auth_state (used by
         accounting). A user's primary VO is the first of these they belong to, else the first
-        VO in the provider's order.""",
+        VO in the provider's order. An entry ending in ``*`` stands for the VOs starting with
+        what precedes it (``pp-*``: an EOSC EU Node personal project).""",
     )
 
     # ---- refresh ---------------------------------------------------------------------
