@@ -313,7 +313,7 @@ class BackupApp(HubServiceApp):
         if not any(self.keep().values()):
             return 0, []
         snapshots = await self.with_lock_retry(restic, "list snapshots", restic.snapshots)
-        claims = sorted({tag_values(s.get("tags")).get("claim") for s in snapshots} - {None})
+        claims = sorted({c for s in snapshots if (c := tag_values(s.get("tags")).get("claim"))})
         removed, errors = 0, []
         for claim in claims:
             try:

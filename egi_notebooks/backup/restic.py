@@ -87,7 +87,7 @@ def classify(stderr: str) -> str:
         or "dial tcp" in text
     ):
         return "unreachable"
-    if "does not exist" in text or "no such file or directory" in text:
+    if "not exist" in text or "no such file or directory" in text:
         return "source"
     return "error"
 
