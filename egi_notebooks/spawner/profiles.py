@@ -4,6 +4,10 @@ A profile without either is offered to everyone; otherwise to users matching any
 pattern (``egi_notebooks.entitlements`` grammar). Membership comes from the auth_state the
 authenticator stores: ``entitlements`` (raw URNs) and ``vos`` (VO names).
 
+EGISpawner hands kubespawner a :class:`VOFilteredProfiles` as its ``profile_list``:
+kubespawner accepts a callable there and calls it with the spawner both to render its own
+spawn form and to apply the chosen profile, so both see only the profiles the user may use.
+
 egi-notebooks-hub 1.0 profiles carry ``vo_claims`` instead: hub group names, which there were
 the raw values of the groups claim (full entitlement URNs on Check-in). They keep working:
 a full URN is read as an ``entitlements`` pattern (it then matches exactly that VO, group
@@ -13,8 +17,9 @@ path, role and authority, as the 1.0 group-name comparison did), anything else a
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,3 +148,45 @@ def filter_profiles(
 def requirement(profile: Mapping[str, Any]) -> str:
     """Human wording of what a profile requires, for the refusal message."""
     return ", ".join(p.source for p in profile_patterns(profile))
+
+
+ConfiguredProfiles = list | dict | Callable[[Any], Any]
+
+
+class VOFilteredProfiles:
+    """A kubespawner ``profile_list`` callable: the operator's profiles a user may use.
+
+    ``configured`` is what the operator set (a list, a dict by slug, or a callable taking
+    the spawner, sync or async); ``membership_of(spawner)`` gives the user's membership.
+    """
+
+    def __init__(
+        self,
+        configured: ConfiguredProfiles,
+        membership_of: Callable[[Any], Awaitable[Membership]],
+    ) -> None:
+        self.configured = configured
+        self.membership_of = membership_of
+
+    async def all_profiles(self, spawner: Any) -> list[dict]:
+        """Every configured profile (unfiltered); a malformed pattern raises ValueError."""
+        profiles = self.configured
+        if isinstance(profiles, dict):
+            # kubespawner's order for a dict: by key
+            profiles = [profiles[key] for key in sorted(profiles)]
+        elif callable(profiles):
+            profiles = profiles(spawner)
+            if inspect.isawaitable(profiles):
+                profiles = await profiles
+        profiles = list(profiles or [])
+        for profile in profiles:
+            # A malformed pattern is an operator error: say which. 1.0 vo_claims warn here.
+            profile_patterns(profile, getattr(spawner, "log", None))
+        return profiles
+
+    async def __call__(self, spawner: Any) -> list[Mapping[str, Any]]:
+        profiles = await self.all_profiles(spawner)
+        return list(filter_profiles(profiles, await self.membership_of(spawner)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.configured!r})"

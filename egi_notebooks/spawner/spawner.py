@@ -2,8 +2,10 @@
 
 Operators' hooks and options (``pre_spawn_hook``, ``modify_pod_hook``, ``auth_state_hook``,
 ``profile_list``, ``volumes``, ``extra_annotations`` ...) keep working: this class adds its
-behaviour around kubespawner's methods and never assigns those traits. The pieces live in
-small modules: :mod:`.names`, :mod:`.storage`, :mod:`.token_secret`, :mod:`.profiles`.
+behaviour around kubespawner's methods and never assigns those traits (an operator's
+``profile_list`` is wrapped, on assignment, in the VO filter kubespawner then calls). The
+pieces live in small modules: :mod:`.names`, :mod:`.storage`, :mod:`.token_secret`,
+:mod:`.profiles`.
 The authenticator reaches it only through its ``tokens_changed_hook``, which EGISpawner
 sets (:func:`tokens_changed`): the authenticator never imports this package.
 """
@@ -25,7 +27,7 @@ from . import annotations as ann
 from . import sharing, storage, token_secret
 from .k8s_calls import RetryPolicy
 from .names import user_server_slug, user_slug
-from .profiles import Membership, allowed, filter_profiles, profile_patterns, requirement
+from .profiles import Membership, VOFilteredProfiles, allowed, filter_profiles, requirement
 
 
 class ProfileRefused(web.HTTPError):
@@ -262,45 +264,37 @@ class EGISpawner(KubeSpawner):
         self._tokens = token_secret.token_data(auth_state)
         await super().run_auth_state_hook(auth_state)
 
-    def _get_initialized_profile_list(self, profile_list: list) -> list:
-        # Private upstream method (kubespawner 7.1): the one place both the form and
-        # load_user_options pass the profile list through, so filtering here keeps them
-        # consistent. Covered by tests of the form and of refused spawns.
-        return super()._get_initialized_profile_list(
-            filter_profiles(profile_list or [], self._membership)
-        )
+    async def load_membership(self) -> Membership:
+        """The user's VO membership: as the auth_state hook saw it, else read now."""
+        if not self._membership.known:
+            auth_state = await self.user.get_auth_state()
+            self._membership = Membership.from_auth_state(auth_state)
+            self._tokens = token_secret.token_data(auth_state)
+        return self._membership
 
-    @default("options_form")
-    def _options_form_default(self) -> Any:
-        if not self.profile_list:
-            return ""
-        # Always render per request: the offered profiles depend on the user's VOs now.
-        return self._render_filtered_form
-
-    async def _render_filtered_form(self, spawner: Any) -> str:
-        return self._render_options_form(await self._raw_profiles())
-
-    async def _raw_profiles(self) -> list[dict]:
-        profiles = self._sorted_dict_values(self.profile_list)
-        if callable(profiles):
-            profiles = await _maybe_await(profiles(self))
-        for profile in profiles or []:
-            # A malformed pattern is an operator error: say which. 1.0 vo_claims warn here.
-            profile_patterns(profile, self.log)
-        return list(profiles or [])
+    @validate("profile_list")
+    def _vo_filtered_profile_list(self, proposal: Any) -> Any:
+        # kubespawner calls a callable profile_list with the spawner, both to render its own
+        # spawn form and to apply the chosen profile: wrapped, both offer only what the
+        # user's VOs allow, checked at each request (VOs change at a token refresh).
+        value = proposal["value"]
+        if not value or isinstance(value, VOFilteredProfiles):
+            return value
+        return VOFilteredProfiles(value, EGISpawner.load_membership)
 
     async def _check_profile(self) -> None:
         """Refuse a forbidden profile with a clear message; remember the chosen flavour."""
-        profiles = await self._raw_profiles()
-        if not profiles:
+        profiles = self.profile_list
+        configured = await profiles.all_profiles(self) if profiles else []
+        if not configured:
             self._flavor = None
             return
-        offered = self._get_initialized_profile_list(profiles)
+        membership = await self.load_membership()
+        offered = self._get_initialized_profile_list(filter_profiles(configured, membership))
         wanted = (self.user_options or {}).get("profile")
         if wanted and not any(p["slug"] == wanted for p in offered):
-            initialized = super()._get_initialized_profile_list(profiles)
-            for profile in initialized:
-                if profile["slug"] == wanted and not allowed(profile, self._membership):
+            for profile in self._get_initialized_profile_list(configured):
+                if profile["slug"] == wanted and not allowed(profile, membership):
                     raise ProfileRefused(
                         403,
                         f"Profile {wanted!r} is not available to you: it requires "
@@ -318,10 +312,7 @@ class EGISpawner(KubeSpawner):
         token Secret write started here is awaited by :meth:`get_pod_manifest`, so both
         exist before the pod does.
         """
-        if not self._membership.known:
-            auth_state = await self.user.get_auth_state()
-            self._membership = Membership.from_auth_state(auth_state)
-            self._tokens = token_secret.token_data(auth_state)
+        await self.load_membership()
         await self._check_profile()
         await super().load_user_options()
         # The Secret write runs alongside the claim lookup/creation and kubespawner's
@@ -662,12 +653,6 @@ class EGISpawner(KubeSpawner):
         if self.pvc_name in vo_claims:
             return
         await storage.delete_claim(self.api, self.namespace, self.pvc_name, self._policy, self.log)
-
-
-async def _maybe_await(value: Any) -> Any:
-    if hasattr(value, "__await__"):
-        return await value
-    return value
 
 
 async def update_user_token_secrets(user: Any, auth_state: Mapping[str, Any]) -> int:

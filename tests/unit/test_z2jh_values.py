@@ -166,5 +166,5 @@ async def test_docs_values_set_the_resources_they_document(monkeypatch, cluster)
     assert spawner.cpu_limit == cpu["limit"] == 2
     assert spawner.cpu_guarantee == pytest.approx(cpu["guarantee"])
     # the profiles set the rest per flavour (the default one is what the rehearsal checks)
-    (small,) = [p for p in spawner.profile_list if p.get("default")]
+    (small,) = [p for p in spawner.profile_list.configured if p.get("default")]
     assert small["kubespawner_override"]["mem_guarantee"] == "1G"

@@ -74,19 +74,24 @@ def test_upstream_private_methods_we_override_still_exist():
     """Fails when kubespawner changes what EGISpawner overrides privately."""
     expected = {
         "_expand_user_properties": ["self", "template", "slug_scheme"],
-        "_get_initialized_profile_list": ["self", "profile_list"],
         "_start": ["self"],
     }
     for name, params in expected.items():
         upstream = getattr(KubeSpawner, name)
         assert list(inspect.signature(upstream).parameters) == params, name
         assert getattr(EGISpawner, name) is not upstream
-    called = {"_render_options_form": ["self", "profile_list"], "_get_profile": None}
+    called = {"_get_initialized_profile_list": ["self", "profile_list"], "_get_profile": None}
     for name, params in called.items():
         upstream = getattr(KubeSpawner, name)
         assert params is None or list(inspect.signature(upstream).parameters) == params
-    # Our options_form default must replace kubespawner's (a traitlets default handler).
-    assert "options_form" in KubeSpawner._trait_default_generators
+    # The VO filter is the callable profile_list: kubespawner must keep calling it with the
+    # spawner for its form and before applying a profile.
+    form_default = KubeSpawner._options_form_default.func  # a traitlets default handler
+    assert "callable(self.profile_list)" in inspect.getsource(form_default)
+    assert "profile_list(current_spawner)" in inspect.getsource(
+        KubeSpawner._render_options_form_dynamically
+    )
+    assert "profile_list(self)" in inspect.getsource(KubeSpawner.load_user_options)
     source = inspect.getsource(KubeSpawner._start)
     # Our claim and Secret handling runs in load_user_options, which must stay first in
     # _start, and kubespawner must keep skipping claim creation when _pvc_exists is set.

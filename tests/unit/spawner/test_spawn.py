@@ -257,6 +257,37 @@ async def test_callable_profile_list_is_filtered_too(cluster, make_spawner):
         await bob.start()
 
 
+async def test_kubespawner_renders_the_form_from_a_vo_filtered_profile_list(cluster, make_spawner):
+    from kubespawner import KubeSpawner
+
+    from egi_notebooks.spawner import EGISpawner
+
+    # no private form method of kubespawner's is replaced: it calls the callable
+    for name in ("_options_form_default", "_render_options_form", "_get_initialized_profile_list"):
+        assert getattr(EGISpawner, name) is getattr(KubeSpawner, name), name
+    by_slug = {p["slug"]: p for p in PROFILES}
+    for configured in (PROFILES, by_slug):
+        # no auth_state hook run yet: the membership is read from the user's auth_state
+        bob = make_spawner(name="bob", auth_state=BOB_STATE, profile_list=configured)
+        assert callable(bob.profile_list) and bob.profile_list.configured == configured
+        assert bob.options_form.__func__ is KubeSpawner._render_options_form_dynamically
+        assert [p["slug"] for p in await bob.profile_list(bob)] == ["small"]
+        form = await bob.get_options_form()
+        assert 'value="small"' in form and 'value="gpu"' not in form
+        assert 'value="secret"' not in form
+    alice = make_spawner(profile_list=by_slug)
+    assert [p["slug"] for p in await alice.profile_list(alice)] == ["gpu", "small"]
+
+
+async def test_a_profile_list_set_later_is_filtered(cluster, make_spawner):
+    bob = make_spawner(name="bob", auth_state=BOB_STATE)
+    bob.profile_list = PROFILES
+    assert [p["slug"] for p in await bob.profile_list(bob)] == ["small"]
+    bob.user_options = {"profile": "nope"}
+    with pytest.raises(Exception, match="No such profile: 'nope'"):
+        await bob.start()
+
+
 async def test_operator_hooks_still_called(cluster, make_spawner):
     seen = {}
 
