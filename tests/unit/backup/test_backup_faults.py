@@ -10,6 +10,8 @@ import signal
 import subprocess
 import time
 
+from tests.harness.missing import missing
+
 from .conftest import PASSWORD, make_home
 
 WRAPPER = """#!/bin/sh
@@ -124,3 +126,27 @@ def test_an_unreachable_repository_logs_no_credential(setup):
     for text in (from_env.stdout, from_env.stderr, setup.status_file.read_text()):
         assert secret not in text and env_password not in text
     assert os.path.exists(setup.status_file)
+
+
+def test_a_full_repository_fails_the_volume_that_does_not_fit(setup):
+    if os.geteuid() != 0:
+        missing("a full repository needs a small tmpfs, which only root can mount")
+    setup.repo.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(setup.repo)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        missing(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+    try:
+        make_home(setup.homes / "claim-alice", "alice", large=1024)
+        make_home(setup.homes / "claim-bob", "bob", large=1024)
+        (setup.homes / "claim-bob" / "big.bin").write_bytes(os.urandom(12 * 1024 * 1024))
+        make_home(setup.homes / "claim-carol", "carol", large=1024)
+        result = setup.run(lock_attempts="1")
+        status = json.loads(setup.status_file.read_text())
+    finally:
+        subprocess.run(["umount", "-l", str(setup.repo)], check=False)
+    assert result.returncode == 1
+    volumes = status["volumes"]
+    assert volumes["claim-bob"]["last_error_kind"] == "full", volumes["claim-bob"]
+    assert volumes["claim-alice"]["last_success"]
+    assert "FAILED claim claim-bob (user 'bob'): full" in result.stderr
