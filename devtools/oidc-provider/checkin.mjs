@@ -306,24 +306,26 @@ function page(title, body) {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{font-family:sans-serif;max-width:32em;margin:3em auto;padding:0 1em}
 h1{font-size:1.4em}label{display:block;margin:.6em 0}input[type=text],input[type=password]{width:100%}
-table{border-collapse:collapse;margin:1em 0}td{padding:.2em .8em .2em 0}.error{color:#a00}</style>
+table{border-collapse:collapse;margin:1em 0}td,th{padding:.2em .8em .2em 0;text-align:left}caption{text-align:left;font-weight:600}.error{color:#a00}</style>
 </head><body>${body}</body></html>`;
 }
 
 const DEMO_ACCOUNTS = {
   alice: 'member of vo.notebooks.egi.eu and vo.access.egi.eu',
   bob: 'member of vo.access.egi.eu',
-  admin: 'manager of vo.notebooks.egi.eu',
-  mallory: 'member of vo.other.eu only',
+  admin: 'manager of vo.notebooks.egi.eu: a hub admin',
+  mallory: 'member of vo.other.eu only: the hub refuses her (403)',
 };
 
 function loginPage(action, clientId, error) {
   const rows = [...config.users.keys()]
     .map((login) => `<tr><td><code>${esc(login)}</code></td><td>${esc(DEMO_ACCOUNTS[login] ?? '')}</td></tr>`)
     .join('');
-  return page('EGI Check-in (demo)', `<h1>EGI Check-in (demo)</h1>
-<p>Sign in to <code>${esc(clientId)}</code>. Demo accounts (password = login name):</p>
-<table>${rows}</table>
+  return page('EGI Check-in (demo)', `<main><h1>EGI Check-in (demo)</h1>
+<p>A local stand-in for EGI Check-in: no real account works here.
+Sign in to <code>${esc(clientId)}</code> with one of the demo accounts (password = login name):</p>
+<table><caption>Demo accounts</caption><thead><tr><th scope="col">Login</th><th scope="col">Who</th></tr></thead>
+<tbody>${rows}</tbody></table>
 ${error ? `<p class="error" id="input-error">${esc(error)}</p>` : ''}
 <form id="kc-form-login" method="post" action="${esc(action)}">
 <input type="hidden" name="form" value="login">
@@ -332,7 +334,7 @@ ${error ? `<p class="error" id="input-error">${esc(error)}</p>` : ''}
 <label for="password">Password</label>
 <input type="password" id="password" name="password" autocomplete="current-password">
 <button type="submit" name="login" value="1">Sign in</button>
-</form>`);
+</form></main>`);
 }
 
 async function logoutSource(ctx, form) {

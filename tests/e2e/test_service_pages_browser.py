@@ -123,6 +123,12 @@ def test_accounting_page(browser, demo, shots):
     page.goto(f"{demo.url}/services/accounting/")
     page.get_by_role("button", name=SIGN_IN).click()
     page.locator("#kc-form-login").wait_for()
+    # the provider's login page says what it is and lists the demo accounts
+    assert page.get_by_role("heading", level=1).inner_text() == "EGI Check-in (demo)"
+    accounts = page.get_by_role("table", name="Demo accounts")
+    for login in ("alice", "bob", "admin", "mallory"):
+        assert accounts.get_by_role("cell", name=login, exact=True).count() == 1
+    check_page(page, shots, "provider-login")
     page.fill("#username", "admin")
     page.fill("#password", "admin")
     page.get_by_role("button", name="Sign in").click()
