@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 from tests.harness.missing import missing
@@ -150,3 +151,24 @@ def test_a_full_repository_fails_the_volume_that_does_not_fit(setup):
     assert volumes["claim-bob"]["last_error_kind"] == "full", volumes["claim-bob"]
     assert volumes["claim-alice"]["last_success"]
     assert "FAILED claim claim-bob (user 'bob'): full" in result.stderr
+
+
+def test_as_a_service_a_failed_run_does_not_stop_the_schedule(setup):
+    make_home(setup.homes / "claim-alice", "alice", large=1024)
+    command = [sys.executable, "-m", "egi_notebooks.cli", "backup",
+               *setup.options(repository="rest:http://127.0.0.1:9/none", interval="1",
+                              first_run_delay="0", lock_attempts="1")]  # fmt: skip
+    service = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               cwd=setup.root)  # fmt: skip
+    seen: set[float] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while len(seen) < 2 and time.monotonic() < deadline and service.poll() is None:
+            if setup.status_file.exists():
+                seen.add(json.loads(setup.status_file.read_text())["last_run"]["finished"])
+            time.sleep(0.2)
+        assert service.poll() is None, "the service exited after a failed run"
+    finally:
+        service.terminate()
+        service.wait(timeout=60)
+    assert len(seen) >= 2
