@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from traitlets import Dict, Unicode
 from traitlets.config import Configurable
@@ -289,10 +289,20 @@ class PageContext:
         for spec in getattr(self.app, "services", None) or []:
             command = [a for a in spec.get("command") or [] if isinstance(a, str)]
             if _runs_subcommand(command, "tokens") and spec.get("name"):
-                # public_url, when set, already ends with base_url
-                base = getattr(self.app, "public_url", "") or getattr(self.app, "base_url", "/")
-                return f"{(base or '/').rstrip('/')}/services/{spec['name']}/token"
+                return f"{self._public_base().rstrip('/')}/services/{spec['name']}/token"
         return ""
+
+    def _public_base(self) -> str:
+        """The hub's public URL with base_url (``public_url``, else the origin of the
+        authenticator's ``oauth_callback_url``), the base_url alone when neither is set."""
+        public = getattr(self.app, "public_url", "") or ""
+        if public:  # it already ends with base_url
+            return public
+        base = getattr(self.app, "base_url", "/") or "/"
+        callback = urlsplit(getattr(self.authenticator, "oauth_callback_url", "") or "")
+        if callback.scheme and callback.netloc:
+            return f"{callback.scheme}://{callback.netloc}{base}"
+        return base
 
     def token_url_env(self) -> str:
         """``EGI_NOTEBOOKS_TOKEN_URL`` when the spawner's environment sets it (empty else)."""
@@ -307,7 +317,7 @@ class PageContext:
         """The environment variable naming the token file (EGISpawner only; empty else)."""
         spawner_class = getattr(self.app, "spawner_class", None)
         names = [c.__name__ for c in getattr(spawner_class, "__mro__", ())]
-        if "EGISpawner" not in names:
+        if spawner_class is None or "EGISpawner" not in names:
             return ""
         for name in names:  # configuration of the class or a base class, nearest first
             section = getattr(self.app, "config", {}).get(name, {})

@@ -231,7 +231,7 @@ def test_token_page_says_how_notebooks_get_the_checkin_token(egi, page, shots):
     section = page.locator("#egi-checkin-token")
     section.wait_for()
     text = section.inner_text()
-    assert "/services/tokens/token" in text and "JUPYTERHUB_API_TOKEN" in text, text
+    assert f"{egi.hub.url}/services/tokens/token" in text and "JUPYTERHUB_API_TOKEN" in text, text
     check_page(page, shots, "token")
 
 

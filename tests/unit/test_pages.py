@@ -116,11 +116,28 @@ def test_services_get_readable_names_and_tokens_is_hidden():
     app = SimpleNamespace(services=c.JupyterHub.services, base_url="/", public_url="")
     context = PageContext(EGIPages(), app)
     assert context.token_url() == "/services/tokens/token"
+    app.authenticator = SimpleNamespace(
+        oauth_callback_url="https://nb.example.org/hub/oauth_callback"
+    )
+    assert context.token_url() == "https://nb.example.org/services/tokens/token"
+    app.public_url = "https://public.example.org/base/"
+    assert context.token_url() == "https://public.example.org/base/services/tokens/token"
     assert context.probe_users() == ["egi-notebooks-probe"]
     service = SimpleNamespace(name="status", info={"display_name": "Service status"})
     assert context.service_name_of(service) == "Service status"
     renamed = PageContext(EGIPages(service_display_names={"status": "Status"}), app)
     assert renamed.service_name_of(service) == "Status"
+
+
+def test_token_file_only_with_egispawner():
+    from egi_notebooks.spawner import EGISpawner
+
+    app = SimpleNamespace(spawner_class=EGISpawner, config=Config())
+    assert PageContext(EGIPages(), app).token_file_env() == "EGI_ACCESS_TOKEN_FILE"
+    app.config.EGISpawner.token_file_env = "MY_TOKEN_FILE"
+    assert PageContext(EGIPages(), app).token_file_env() == "MY_TOKEN_FILE"
+    app.spawner_class = object
+    assert PageContext(EGIPages(), app).token_file_env() == ""
 
 
 class FakeAuthenticator:
