@@ -313,7 +313,7 @@ class JWTLoginHandler(APIHandler):
             params["client_secret"] = authenticator.client_secret
         try:
             token_info = await authenticator.post_token_endpoint(params)
-        except (ProviderError, InvalidGrant) as e:
+        except (ProviderError, InvalidGrant, DiscoveryError) as e:
             self.log.warning("jwt_login: token exchange failed: %s", e)
             return None
         if not token_info.get("refresh_token"):
