@@ -10,6 +10,7 @@
 // "provider ready at <issuer>" once it does. /_admin/ (Bearer admin_token) changes users,
 // client secrets and lifetimes while it runs, and counts calls per endpoint.
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -160,6 +161,10 @@ try {
 // ---- storage: one in-memory map; entries vanish at the exact second they expire ----------
 const store = new Map(); // `${model}:${id}` -> { payload, expiresAt }
 const now = () => Date.now() / 1000;
+// Keycloak (Check-in) revokes a revoked access token alone; oidc-provider would also revoke
+// every token of its grant (the refresh token too). A revocation request runs in this context,
+// which records the kind of the token it found.
+const revocation = new AsyncLocalStorage();
 
 function live(key) {
   const entry = store.get(key);
@@ -202,7 +207,10 @@ class Adapter {
         scope: CLIENT_SCOPE,
       };
     }
-    return live(this.key(id))?.payload;
+    const payload = live(this.key(id))?.payload;
+    const revoking = revocation.getStore();
+    if (revoking && payload) revoking.found = this.model;
+    return payload;
   }
 
   async findByUid(uid) {
@@ -225,6 +233,7 @@ class Adapter {
   }
 
   async revokeByGrantId(grantId) {
+    if (revocation.getStore()?.found === 'AccessToken') return; // as Keycloak: that token only
     for (const [key, entry] of store) {
       if (key.startsWith(`${this.model}:`) && entry.payload?.grantId === grantId) store.delete(key);
     }
@@ -696,7 +705,7 @@ server.listen(Number(args.values.port), HOST, () => {
     ]);
   }
   provider.use(async (ctx, next) => {
-    await next();
+    await (ctx.path === ROUTES.revocation ? revocation.run({}, next) : next());
     countCall(ctx);
   });
   provider.on('server_error', (ctx, err) => console.error('provider: server error', err));

@@ -23,12 +23,20 @@ from typing import Any
 
 from jupyterhub import orm
 from sqlalchemy import or_
+from sqlalchemy.orm import object_session
 
 log = logging.getLogger(__name__)
 
 
 def _live(cls: Any, query: Any) -> Any:
     return query.filter(or_(cls.expires_at.is_(None), cls.expires_at >= cls.now()))
+
+
+def session_of(spawner: Any) -> Any:
+    """The hub's database session that the spawner's ``orm_spawner`` belongs to (``None``
+    outside a hub). ``Spawner.db`` is the same session, deprecated in JupyterHub 6."""
+    orm_spawner = getattr(spawner, "orm_spawner", None)
+    return object_session(orm_spawner) if isinstance(orm_spawner, orm.Spawner) else None
 
 
 def shared_spawner_ids(db: Any, spawner_ids: Iterable[int] | None = None) -> set[int]:
@@ -108,11 +116,11 @@ class ShareWatcher:
             await asyncio.sleep(max(0.1, self.interval))
 
     async def tick(self) -> None:
-        spawners = self.live()
+        spawners = [s for s in self.live() if session_of(s) is not None]
         self.ticks += 1
         if not spawners:
             return
-        db = spawners[0].db
+        db = session_of(spawners[0])
         shared = shared_spawner_ids(db, [s.orm_spawner.id for s in spawners])
         for spawner in spawners:
             try:

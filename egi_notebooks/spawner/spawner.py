@@ -395,13 +395,13 @@ class EGISpawner(KubeSpawner):
     def _secret_shared(self) -> bool:
         """Whether this server, or another live one mounting the same Secret, is shared now
         (read from the hub database at each write, so no token follows a share)."""
+        db = sharing.session_of(self)
         servers = [s for s in self._servers_on_secret() if s.orm_spawner is not None]
-        if not servers or self.db is None:
+        if db is None or not servers:
             return False
-        shared = sharing.shared_spawner_ids(self.db, [s.orm_spawner.id for s in servers])
-        if self.orm_spawner is not None and self.orm_spawner.id in shared:
-            self._sharing_blocked = True
-        return bool(shared)
+        # not _sharing_blocked: that says the delivered tokens were revoked, which only
+        # sharing_started does
+        return bool(sharing.shared_spawner_ids(db, [s.orm_spawner.id for s in servers]))
 
     def sharing_refusal(self) -> str | None:
         return sharing.sharing_refusal(
@@ -419,10 +419,11 @@ class EGISpawner(KubeSpawner):
             self._sharing_blocked = True
             self.log.info("%s is shared: its token Secret is emptied", self._log_name)
             await self._write_token_secret(token_secret.blank_data())
-            await self._revoke_delivered_tokens()
+            revoked = await self._revoke_delivered_tokens()
+            self.log.info("Revoked %s access tokens delivered to %s", revoked, self._log_name)
         refusal = self.sharing_refusal()
         if refusal:
-            deleted = sharing.delete_shares(self.db, self.orm_spawner.id)
+            deleted = sharing.delete_shares(sharing.session_of(self), self.orm_spawner.id)
             self.log.warning("Deleted %s shares of %s: %s", deleted, self._log_name, refusal)
 
     async def sharing_ended(self) -> None:
@@ -432,11 +433,13 @@ class EGISpawner(KubeSpawner):
         auth_state = await self.user.get_auth_state() or {}
         await update_user_token_secrets(self.user, auth_state)
 
-    async def _revoke_delivered_tokens(self) -> None:
+    async def _revoke_delivered_tokens(self) -> int:
+        """Revoke the access tokens this server may hold, then refresh the owner; the
+        number the provider confirmed revoked."""
         authenticator = self.authenticator
         get_endpoint = getattr(authenticator, "get_endpoint", None)
         if get_endpoint is None:
-            return  # not EGICheckinAuthenticator: nothing to revoke with
+            return 0  # not EGICheckinAuthenticator: nothing to revoke with
         from ..auth.logout import revoke_token
 
         auth_state = await self.user.get_auth_state() or {}
@@ -444,15 +447,17 @@ class EGISpawner(KubeSpawner):
         # share
         tokens = {self._delivered_access_token, auth_state.get("access_token")} - {None, ""}
         endpoint = await get_endpoint("revocation_endpoint")
+        revoked = 0
         if not endpoint:
             self.log.warning("The provider has no revocation_endpoint: tokens not revoked")
         else:
             for token in tokens:
-                await revoke_token(authenticator, endpoint, token, "access_token")
+                revoked += await revoke_token(authenticator, endpoint, token, "access_token")
         self._delivered_access_token = None
         if auth_state.get("refresh_token"):
             # the stored access token is dead now: the owner's other uses need a new one
             await authenticator.refresh_tokens(self.user, force=True)
+        return revoked
 
     async def _settle_token_secrets(self, data: dict[str, str]) -> bool:
         stale = self._stale_token_secret_names()  # before the write records the new name

@@ -1,0 +1,203 @@
+"""A server shared through JupyterHub's sharing gets none of its owner's tokens, end to end.
+
+Real hub + CHP, the certified provider (as EGI Check-in, with introspection), EGISpawner on
+the Kubernetes emulator (the token Secret materialised as the file the notebook reads), the
+tokens service run by the hub. Sharing is enabled the production way: a role with the
+``shares`` scope for one VO's hub group (alice's VO, not bob's).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.test_spawner_e2e import (
+    notebook_environ,
+    spawner_hub,
+    started,
+    through_proxy,
+    user_token,
+)
+from tests.harness.hub import free_port
+from tests.harness.login import login
+
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
+
+ALICE, BOB = "alice@egi.eu", "bob@egi.eu"
+SHARING_VO = "vo.notebooks.egi.eu"  # alice is a member, bob is not
+# long enough that a token found inactive was revoked, not expired; refreshed at half of it
+LIFETIME = 60
+
+
+def sharing_config(port: int) -> str:
+    return f"""
+from egi_notebooks.hubconfig import add_tokens_service
+add_tokens_service(c, url="http://127.0.0.1:{port}")
+c.JupyterHub.load_roles = [*c.JupyterHub.load_roles, {{
+    "name": "sharing",
+    "scopes": ["shares!user", "read:users:name", "read:groups:name"],
+    "groups": [{SHARING_VO!r}],
+}}]
+"""
+
+
+@pytest.fixture
+def egi(tmp_path):
+    with spawner_hub(tmp_path, sharing_config(free_port())) as hub:
+        hub.service_url = f"{hub.hub.url}/services/tokens/token"
+        yield hub
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def tokens_service(egi, token: str) -> httpx.Response:
+    return httpx.get(egi.service_url, headers={"Authorization": f"token {token}"}, timeout=30)
+
+
+def wait_for_tokens_service(egi, token: str) -> httpx.Response:
+    def answered():
+        try:
+            r = tokens_service(egi, token)
+        except httpx.HTTPError:
+            return None
+        return r if r.status_code != 503 and r.status_code < 502 else None
+
+    return wait_until(answered, 60, "the tokens service")
+
+
+def as_user(egi, token: str, method: str, path: str, **kw) -> httpx.Response:
+    return httpx.request(
+        method,
+        f"{egi.hub.url}/hub/api{path}",
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+        **kw,
+    )
+
+
+def revocations(egi) -> list[int]:
+    """How many access tokens each revocation by the sharing watcher revoked (hub log)."""
+    return [
+        int(m)
+        for m in re.findall(
+            rf"Revoked (\d+) access tokens delivered to {re.escape(ALICE)}", egi.hub.log()
+        )
+    ]
+
+
+def read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def test_a_shared_server_gets_no_token_and_the_delivered_one_is_revoked(egi):
+    egi.provider.settings(access_token_lifetime=LIFETIME)
+    assert login(egi.hub.url, "alice").ok and login(egi.hub.url, "bob").ok
+    started(egi, ALICE)
+    env = notebook_environ(ALICE)
+    token_file = Path(env["EGI_ACCESS_TOKEN_FILE"])
+    server_api_token = env["JUPYTERHUB_API_TOKEN"]
+    alice = user_token(egi, ALICE)
+    bob = user_token(egi, BOB)
+
+    # before sharing: the file and the tokens service deliver alice's current token
+    wait_until(
+        lambda: read(token_file) == egi.auth_state(ALICE)["access_token"],
+        60,
+        "the access token in the token file",
+    )
+    served = wait_for_tokens_service(egi, server_api_token)
+    assert served.status_code == 200, served.text
+    delivered = {read(token_file), served.json()["access_token"]}
+    expiry = {t: egi.provider.introspect(t)["exp"] for t in delivered}
+
+    # sharing is a VO's privilege: bob's VO has no role with the shares scope
+    refused = as_user(egi, bob, "POST", f"/shares/{BOB}/", json={"user": ALICE})
+    assert refused.status_code == 403, refused.text
+
+    # alice shares her server with bob, who then reaches it through the proxy
+    share = as_user(egi, alice, "POST", f"/shares/{ALICE}/", json={"user": BOB})
+    assert share.status_code == 200, share.text
+    bob_in_alice = user_token(egi, BOB)  # made after the share: carries its access
+    assert through_proxy(egi, ALICE, bob_in_alice, "api/status").status_code == 200
+
+    # the server's own token is refused by the tokens service from the moment of the share
+    r = tokens_service(egi, server_api_token)
+    assert r.status_code == 403 and "shared" in r.json()["message"], r.text
+    assert not any(t in r.text for t in delivered)
+
+    # the file inside alice's server holds no token
+    wait_until(lambda: read(token_file) == "", 60, "the token file emptied")
+    id_file = token_file.parent / "id_token"
+    assert read(id_file) == ""
+
+    # the tokens delivered before the share are dead at the provider; alice has a new one
+    wait_until(
+        lambda: not any(egi.provider.introspect(t)["active"] for t in delivered),
+        60,
+        "the delivered access tokens revoked",
+    )
+    assert all(time.time() < exp for exp in expiry.values()), "expired, not revoked"
+    assert wait_until(lambda: revocations(egi), 60, "the revocation logged")[0] >= 1
+    current = wait_until(
+        lambda: (t := egi.auth_state(ALICE)["access_token"]) not in delivered and t,
+        60,
+        "a new access token for alice after the revocation",
+    )
+    assert egi.provider.introspect(current)["active"] is True
+
+    # refreshes while shared do not reach the file
+    wait_until(
+        lambda: egi.auth_state(ALICE)["access_token"] != current,
+        LIFETIME * 3,
+        "a refresh while shared",
+    )
+    assert read(token_file) == ""
+    assert tokens_service(egi, server_api_token).status_code == 403
+
+    # alice ends the share: tokens flow again within one refresh
+    ended = as_user(egi, alice, "DELETE", f"/shares/{ALICE}/")
+    assert ended.status_code == 204, ended.text
+    wait_until(
+        lambda: read(token_file) and read(token_file) == egi.auth_state(ALICE)["access_token"],
+        LIFETIME,
+        "a token in the file after the share ended",
+    )
+    restored = read(token_file)
+    assert restored not in delivered and egi.provider.introspect(restored)["active"] is True
+    again = tokens_service(egi, server_api_token)
+    assert again.status_code == 200, again.text
+    assert again.json()["access_token"] == egi.auth_state(ALICE)["access_token"]
+
+    # a share code not yet accepted shares the server too
+    code = as_user(egi, alice, "POST", f"/share-codes/{ALICE}/", json={})
+    assert code.status_code == 200, code.text
+    assert tokens_service(egi, server_api_token).status_code == 403
+    wait_until(lambda: read(token_file) == "", 60, "the token file emptied for a share code")
+    wait_until(
+        lambda: not egi.provider.introspect(restored)["active"], 60, "the token revoked again"
+    )
+    assert len(wait_until(lambda: len(revocations(egi)) >= 2 and revocations(egi), 60, "log")) == 2
+    gone = as_user(egi, alice, "DELETE", f"/share-codes/{ALICE}/")
+    assert gone.status_code == 204, gone.text
+    wait_until(
+        lambda: read(token_file) and read(token_file) == egi.auth_state(ALICE)["access_token"],
+        LIFETIME,
+        "a token in the file after the share code was deleted",
+    )
+    assert tokens_service(egi, server_api_token).status_code == 200
+    assert egi.auth_state(ALICE)["refresh_token"] not in egi.hub.log()
