@@ -23,11 +23,17 @@ from ..retry import retry
 from ..services.hub import HubAPIError, HubServiceApp, bounded_map
 from . import status as status_file
 from .restic import Restic, ResticError
-from .volumes import HOME, VO, Volume, mounted_claims, select_volumes, tag, tag_values
+from .volumes import HOME, VO, Volume, mounted_claims, select_volumes, tag
 
 
 def is_dir(path: str) -> bool:
     return os.path.isdir(path)
+
+
+def no_repository(error: ResticError) -> bool:
+    """Whether restic found no repository at all at the location (not one it cannot reach)."""
+    text = str(error).lower()
+    return "unable to open config file" in text or "is there a repository" in text
 
 
 def is_empty(path: str) -> bool:
@@ -73,8 +79,8 @@ class BackupApp(HubServiceApp):
     host = Unicode(
         "egi-notebooks",
         config=True,
-        help="Host name recorded in the snapshots (one for every run, so that the hub "
-        "service and a CronJob make snapshots of the same series).",
+        help="Prefix of the host name recorded in the snapshots: <host>/<claim>, the same for "
+        "the hub service and a CronJob, so both make snapshots of one series per volume.",
     )
     init_repository = Bool(
         True, config=True, help="Initialise the repository on the first run if it has none."
@@ -185,6 +191,10 @@ class BackupApp(HubServiceApp):
         "config": "BackupApp.config_file",
     }
 
+    _init_lock: asyncio.Lock
+    _init_tried: bool = False
+    _init_error: ResticError | None = None
+
     config_file = Unicode("", config=True, help="Python or JSON configuration file to load.")
 
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -274,13 +284,33 @@ class BackupApp(HubServiceApp):
     async def backup_volume(self, restic: Restic, volume: Volume) -> Outcome:
         if not is_dir(volume.path):
             return Outcome(volume, False, error="volume vanished before its backup", kind="source")
+
+        async def backup() -> dict[str, Any]:
+            try:
+                return await restic.backup(
+                    volume.path,
+                    volume.tags(),
+                    self.snapshot_host(volume),
+                    seconds=self.volume_timeout,
+                )
+            except ResticError as e:
+                # no repository yet: made on the first run (one restic call fewer per run
+                # than asking first, and each call derives the key from the password)
+                if not (self.init_repository and e.kind == "unreachable" and no_repository(e)):
+                    raise
+                await self.init_once(restic)
+                return await restic.backup(
+                    volume.path,
+                    volume.tags(),
+                    self.snapshot_host(volume),
+                    seconds=self.volume_timeout,
+                )
+
         try:
             summary = await self.with_lock_retry(
                 restic,
                 f"backup of {volume.claim}",
-                lambda: restic.backup(
-                    volume.path, volume.tags(), self.host, seconds=self.volume_timeout
-                ),
+                backup,
             )
         except ResticError as e:
             if "snapshot is empty" in str(e) and is_dir(volume.path) and is_empty(volume.path):
@@ -299,6 +329,26 @@ class BackupApp(HubServiceApp):
             bytes_added=int(summary.get("data_added") or 0),
         )
 
+    async def init_once(self, restic: Restic) -> None:
+        """Initialise the repository, once per run whatever the concurrency."""
+        async with self._init_lock:
+            if not self._init_tried:
+                self._init_tried = True
+                self.log.info("initialising the repository %s", restic.location)
+                try:
+                    await restic.init()
+                except ResticError as e:
+                    self._init_error = e
+                    raise
+            if self._init_error is not None:
+                raise self._init_error
+
+    def snapshot_host(self, volume: Volume) -> str:
+        """The host of a volume's snapshots: one per claim, so restic finds each volume's
+        parent snapshot wherever the volume is mounted, and one forget grouped by host keeps
+        the policy per volume."""
+        return f"{self.host}/{volume.claim}"
+
     def keep(self) -> dict[str, int]:
         return {
             "last": self.keep_last,
@@ -308,24 +358,22 @@ class BackupApp(HubServiceApp):
         }
 
     async def apply_retention(self, restic: Restic) -> tuple[int, list[str]]:
-        """Forget per claim (every claim in the repository, also those whose volume is gone:
-        their snapshots age out under the same policy); then one prune. (removed, errors)."""
+        """One ``restic forget`` over this service's snapshots (kinds home and VO), grouped by
+        host, which is one per claim: the policy applies to each volume on its own, also to
+        those whose claim is gone (their snapshots age out under the same policy). Then one
+        prune. (snapshots removed, errors)."""
         if not any(self.keep().values()):
             return 0, []
-        snapshots = await self.with_lock_retry(restic, "list snapshots", restic.snapshots)
-        claims = sorted({c for s in snapshots if (c := tag_values(s.get("tags")).get("claim"))})
         removed, errors = 0, []
-        for claim in claims:
-            try:
-                gone = await self.with_lock_retry(
-                    restic,
-                    f"forget of {claim}",
-                    lambda c=claim: restic.forget([tag("claim", c)], self.keep()),
-                )
-            except ResticError as e:
-                errors.append(f"forget {claim}: {e}")
-                continue
-            removed += len(gone)
+        try:
+            gone = await self.with_lock_retry(
+                restic,
+                "forget",
+                lambda: restic.forget([tag("kind", HOME), tag("kind", VO)], self.keep()),
+            )
+        except ResticError as e:
+            return 0, [f"forget: {e}"]
+        removed = len(gone)
         if removed and self.prune:
             try:
                 await self.with_lock_retry(restic, "prune", restic.prune)
@@ -359,13 +407,9 @@ class BackupApp(HubServiceApp):
         self.log.info("backup run to %s", restic.location)
         outcomes: list[Outcome] = []
         problems: list[str] = []
-        try:
-            if self.init_repository and not await restic.is_initialized():
-                self.log.info("initialising the repository %s", restic.location)
-                await restic.init()
-        except ResticError as e:
-            problems.append(f"repository {restic.location}: {e.kind}: {e}")
-            self.log.error("repository %s: %s: %s", restic.location, e.kind, e)
+        self._init_lock = asyncio.Lock()
+        self._init_tried = False
+        self._init_error = None
         volumes, notes = await self.volumes(restic)
         if not self.mount_root or not is_dir(self.mount_root):
             problems.append(f"mount root {self.mount_root!r} is not a directory")

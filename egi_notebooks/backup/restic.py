@@ -244,16 +244,16 @@ class Restic:
         return list(await self.json(args, seconds=600) or [])
 
     async def forget(
-        self, tags: Sequence[str], keep: Mapping[str, int], prune: bool = False
+        self, any_tags: Sequence[str], keep: Mapping[str, int], group_by: str = "host"
     ) -> list[dict[str, Any]]:
-        """Apply ``keep`` (``daily``: 7, ...) to the snapshots having all ``tags``, as one
-        group; the snapshots removed."""
-        args = ["forget", "--group-by", "", "--tag", ",".join(tags)]
+        """Apply ``keep`` (``daily``: 7, ...) to each group (``group_by``) of the snapshots
+        having any of ``any_tags``; the snapshots removed."""
+        args = ["forget", "--group-by", group_by]
+        for t in any_tags:
+            args += ["--tag", t]
         for name, count in keep.items():
             if count > 0:
                 args += [f"--keep-{name}", str(count)]
-        if prune:
-            args.append("--prune")
         groups = await self.json(args, seconds=3600) or []
         return [s for g in groups for s in (g.get("remove") or [])]
 

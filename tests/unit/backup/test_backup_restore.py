@@ -127,12 +127,17 @@ def test_retention_forgets_per_volume_as_configured(setup):
     days = ["2026-06-01", "2026-06-02", "2026-06-03", "2026-06-10", "2026-06-11"]
     for claim, user in (("claim-alice", "alice"), ("claim-bob", "bob")):
         for day in days:
-            setup.plain("backup", "--host", "egi-notebooks", "--time", f"{day} 12:00:00",
+            setup.plain("backup", "--host", f"egi-notebooks/{claim}", "--time", f"{day} 12:00:00",
                         "--tag", f"claim={claim}", "--tag", "kind=home", "--tag", f"user={user}",
                         ".", cwd=setup.homes / claim)  # fmt: skip
     # a volume whose claim is gone keeps its snapshots under the same policy
-    setup.plain("backup", "--host", "egi-notebooks", "--time", "2026-05-01 12:00:00",
-                "--tag", "claim=claim-gone", "--tag", "user=gone", ".", cwd=alice)  # fmt: skip
+    setup.plain("backup", "--host", "egi-notebooks/claim-gone", "--time", "2026-05-01 12:00:00",
+                "--tag", "claim=claim-gone", "--tag", "kind=home", "--tag", "user=gone",
+                ".", cwd=alice)  # fmt: skip
+    # snapshots that are not this service's (no kind tag) are never forgotten
+    for day in days:
+        setup.plain("backup", "--host", "elsewhere", "--time", f"{day} 08:00:00", ".",
+                    cwd=alice)  # fmt: skip
 
     result = setup.run(keep_daily="3", keep_weekly="0", keep_monthly="0")
     assert result.returncode == 0, result.stderr
@@ -141,6 +146,8 @@ def test_retention_forgets_per_volume_as_configured(setup):
         # today's run and the two latest older days
         assert kept[:2] == ["2026-06-10", "2026-06-11"] and len(kept) == 3, kept
     assert len(snapshots(setup, "claim=claim-gone")) == 1
+    others = [s for s in snapshots(setup) if s["hostname"] == "elsewhere"]
+    assert len(others) == len(days)
 
     weekly = setup.run(keep_daily="1", keep_weekly="2", keep_monthly="0")
     assert weekly.returncode == 0, weekly.stderr
