@@ -34,7 +34,34 @@ def _app(rest: list[str]) -> BackupApp:
 
 
 def _parser(name: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"egi-notebooks backup {name}", add_help=True)
+    from ..cli import HelpFormatter
+
+    return argparse.ArgumentParser(
+        prog=f"egi-notebooks backup {name}", formatter_class=HelpFormatter
+    )
+
+
+def top_help() -> str:
+    """``egi-notebooks backup --help``: the commands, then the backup's main options."""
+    from ..cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(
+        prog="egi-notebooks backup",
+        usage="egi-notebooks backup [run | list | restore | check] [options]",
+        description="restic backups of the users' home volumes, one snapshot per volume per "
+        "run; restores that never overwrite.",
+        formatter_class=HelpFormatter,
+        epilog="Every command takes the BackupApp options as --BackupApp.<trait>=<value>; "
+        "`egi-notebooks backup run --help-all` lists them all.",
+    )
+    commands = parser.add_argument_group("commands")
+    for name, text in COMMAND_HELP.items():
+        commands.add_argument(name, nargs="?", help=text)
+    for alias, target in BackupApp.aliases.items():
+        trait = BackupApp.class_traits().get(target.rpartition(".")[2])
+        text = " ".join((trait.help if trait is not None else target).split())
+        parser.add_argument(f"--{alias}", metavar="VALUE", help=text.replace("%", "%%"))
+    return parser.format_help()
 
 
 def cmd_list(argv: list[str]) -> int:
@@ -145,13 +172,20 @@ def cmd_run(argv: list[str]) -> int:
     return 0
 
 
+COMMAND_HELP = {
+    "run": "back up every volume once (the default; with --interval, as a service)",
+    "list": "list USER's snapshots (`list --help`)",
+    "restore": "restore one of USER's snapshots into a new folder (`restore --help`)",
+    "check": "Nagios plugin reading the status file: exit 0 OK, 1 WARNING, 2 CRITICAL",
+}
+
 COMMANDS = {"run": cmd_run, "list": cmd_list, "restore": cmd_restore, "check": cmd_check}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in {"-h", "--help", "help"}:
-        print(USAGE)
+        print(top_help(), end="")
         return 0
     if argv and argv[0] in COMMANDS:
         return COMMANDS[argv[0]](argv[1:])
