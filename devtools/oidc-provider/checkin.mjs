@@ -1,7 +1,8 @@
 // A local EGI Check-in for the demo and the tests: the certified `oidc-provider` configured as
 // Check-in behaves (Keycloak layout under /auth/realms/egi, code flow with PKCE S256, rotating
 // refresh tokens for offline_access, revocation, introspection, RP-initiated logout, opaque
-// access tokens, scope claims only in userinfo).
+// access tokens, scope claims only in userinfo). Settings `jwt_access_tokens` (JWTs for a
+// resource indicator) and `token_exchange` (RFC 8693) turn on what Check-in also offers.
 //
 //   node checkin.mjs --config provider.json [--port 0]
 //
