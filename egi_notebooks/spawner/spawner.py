@@ -404,8 +404,9 @@ class EGISpawner(KubeSpawner):
         return bool(sharing.shared_spawner_ids(db, [s.orm_spawner.id for s in servers]))
 
     def sharing_refusal(self) -> str | None:
+        # after a hub restart, before any auth_state: what the pod's annotations recorded
         return sharing.sharing_refusal(
-            self._flavor,
+            self._flavor or self._loaded_annotations.get(ann.FLAVOR),
             self._membership.primary_vo or self._loaded_annotations.get(ann.PRIMARY_VO),
             self.sharing_refused_profiles,
             self.sharing_refused_vos,

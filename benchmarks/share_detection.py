@@ -1,0 +1,120 @@
+"""How long after a share the server's tokens stop, and after its end they come back.
+
+One hub (EGISpawner on the Kubernetes emulator, the certified provider, the tokens service),
+alice's running server; each round alice shares it with bob through JupyterHub's API, then
+ends the share. Measured from the share's answer:
+
+- tokens service: when the server's own token is first refused (checked at each request),
+- token file: when the file the notebook reads is first empty,
+- revocation: when the access token delivered before the share is inactive at the provider
+  (introspection),
+
+and from the end of the share until the file holds a token again. The watcher reads the
+hub database every ``--interval`` seconds (``EGISpawner.share_check_interval``), so the file
+and revocation figures are expected between 0 and the interval, plus the Secret write and, in
+this emulator, the file sync (a real kubelet adds its own Secret-volume sync, up to about a
+minute by default). Pollers' resolution: one request or file read (~10-50 ms here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from _auth_hubs import spread  # noqa: E402
+
+from tests.e2e.test_sharing_e2e import (  # noqa: E402
+    ALICE,
+    BOB,
+    as_user,
+    read,
+    sharing_config,
+    tokens_service,
+    wait_for_tokens_service,
+)
+from tests.e2e.test_spawner_e2e import (  # noqa: E402
+    notebook_environ,
+    spawner_hub,
+    started,
+    user_token,
+)
+from tests.harness.hub import free_port  # noqa: E402
+from tests.harness.login import login  # noqa: E402
+
+DEADLINE = 300.0
+
+
+def until(predicate, what: str) -> float:
+    """Seconds (perf_counter) at which ``predicate`` first held."""
+    deadline = time.monotonic() + DEADLINE
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.02)
+    return time.perf_counter()
+
+
+def one_round(
+    egi, alice: str, server_token: str, token_file: Path, interval: float
+) -> dict[str, float]:
+    until(lambda: read(token_file), "a token in the file before sharing")
+    # a share comes at any moment of the watcher's period, not in step with it
+    time.sleep(random.uniform(0, interval))
+    token = read(token_file)
+    assert egi.provider.introspect(token)["active"], "the file's token is not live"
+    share = as_user(egi, alice, "POST", f"/shares/{ALICE}/", json={"user": BOB})
+    shared_at = time.perf_counter()
+    assert share.status_code == 200, share.text
+    refused = until(lambda: tokens_service(egi, server_token).status_code == 403, "refusal")
+    emptied = until(lambda: read(token_file) == "", "the file emptied")
+    revoked = until(lambda: not egi.provider.introspect(token)["active"], "the revocation")
+    ended = as_user(egi, alice, "DELETE", f"/shares/{ALICE}/")
+    ended_at = time.perf_counter()
+    assert ended.status_code == 204, ended.text
+    back = until(lambda: read(token_file), "a token in the file after the share")
+    return {
+        "service refuses": refused - shared_at,
+        "file empty": emptied - shared_at,
+        "token revoked": revoked - shared_at,
+        "token back in file": back - ended_at,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--interval", type=float, default=5.0, help="share_check_interval")
+    args = parser.parse_args()
+    extra = sharing_config(free_port()) + f"c.EGISpawner.share_check_interval = {args.interval}\n"
+    with spawner_hub(Path(tempfile.mkdtemp(prefix="egi-bench-sharing-")), extra) as egi:
+        egi.service_url = f"{egi.hub.url}/services/tokens/token"
+        egi.provider.settings(access_token_lifetime=600)  # no expiry inside a round
+        assert login(egi.hub.url, "alice").ok and login(egi.hub.url, "bob").ok
+        started(egi, ALICE)
+        env = notebook_environ(ALICE)
+        server_token, token_file = env["JUPYTERHUB_API_TOKEN"], Path(env["EGI_ACCESS_TOKEN_FILE"])
+        alice = user_token(egi, ALICE)
+        assert wait_for_tokens_service(egi, server_token).status_code == 200
+        rounds = [
+            one_round(egi, alice, server_token, token_file, args.interval)
+            for _ in range(args.rounds)
+        ]
+    print(f"share_check_interval = {args.interval} s, rounds = {len(rounds)}")
+    for key in rounds[0]:
+        values = [r[key] for r in rounds]
+        print(
+            f"{key:>20}: {spread(values)} s, min {min(values):.2f}, max {max(values):.2f},"
+            f" stdev {statistics.stdev(values):.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
