@@ -291,6 +291,7 @@ def jwt_egi(tmp_path_factory):
 c.EGICheckinAuthenticator.jwt_login_audiences = [{CLIENT_ID!r}, "cli"]
 c.EGICheckinAuthenticator.jwt_login_claims = "token"
 c.EGICheckinAuthenticator.jwt_login_max_lifetime = 600
+c.EGICheckinAuthenticator.jwt_login_scopes = ["read:users!user"]
 c.EGICheckinAuthenticator.token_exchange_enabled = True
 c.EGICheckinAuthenticator.background_refresh_max_interval = 2
 """,
@@ -327,7 +328,12 @@ def test_jwt_access_token_of_an_accepted_client(jwt_egi):
     # token exchange gave the hub its own tokens, a refresh token among them
     assert state["refresh_token"] and state["access_token"] != access
     assert egi.provider.introspect(state["refresh_token"])["active"] is True
+    # jwt_login_scopes: reading the own model only, no servers
     assert as_user(egi, body["token"], "GET", "/users/alice@egi.eu").status_code == 200
+    (listed,) = jwt_login_tokens(egi, "alice@egi.eu")
+    # (the API lists the scopes expanded: read:users:name, read:users:groups...)
+    assert listed["scopes"] and all(s.startswith("read:users") for s in listed["scopes"])
+    assert as_user(egi, body["token"], "POST", "/users/alice@egi.eu/server").status_code == 403
 
 
 def test_background_refresh_of_an_api_only_user(jwt_egi):
@@ -339,7 +345,8 @@ def test_background_refresh_of_an_api_only_user(jwt_egi):
         user = "bob@egi.eu"
         before = egi.auth_state(user)
         assert before["refresh_token"]
-        r = as_user(egi, body["token"], "POST", f"/users/{user}/server")
+        assert body["token"]
+        r = egi.hub.api("POST", f"/users/{user}/server")
         assert r.status_code in (201, 202), r.text
         egi.hub.wait_for_server(user, timeout=120)
         # no request from the user: the background refresh renews the hub's tokens
