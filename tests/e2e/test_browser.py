@@ -95,8 +95,13 @@ def test_alice_signs_in_runs_a_cell_and_stops_her_server(demo, browser, shots):
     assert start.inner_text().strip() == "Start My Server"
     shots.take(page, "hub-home")
 
-    # start a server: JupyterLab loads in its place
+    # start a server (through the profile form when the demo offers profiles): JupyterLab
+    # loads in its place
     start.click()
+    page.wait_for_load_state()
+    if "/hub/spawn/" in page.url and page.locator("#spawn_form").count():
+        shots.take(page, "server-options")
+        page.locator("#spawn_form").get_by_role("button", name="Start").click()
     page.locator("#jp-main-dock-panel").wait_for(timeout=LAB_TIMEOUT)
     assert page.url.startswith(f"{demo.url}/user/alice@egi.eu/lab")
     page.get_by_text("Python 3 (ipykernel)").first.wait_for(timeout=LAB_TIMEOUT)  # kernelspecs
