@@ -24,6 +24,7 @@ from egi_notebooks.demo.accounts import CLIENT_ID
 from tests.harness.egi_hub import EGIHub
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG
 from tests.harness.k8s.process import EmulatorProcess
+from tests.harness.login import login
 from tests.harness.provider import (  # noqa: F401 (provider_factory is a fixture)
     CERTIFIED,
     ProviderProcess,
@@ -223,6 +224,21 @@ def test_a_new_access_token_gets_a_new_hub_token(egi):
     # both still valid: each belongs to a live access token
     for r in (first, second):
         assert as_user(egi, r.json()["token"], "GET", "/users/bob@egi.eu").status_code == 200
+
+
+def test_a_browser_login_keeps_its_tokens(egi):
+    assert login(egi.hub.url, "admin").ok
+    user = "admin@egi.eu"
+    before = egi.auth_state(user)
+    assert before["refresh_token"]
+    r = jwt_login(egi, tokens_for(egi.provider, "admin")["access_token"])
+    assert r.status_code == 200, r.text
+    # admin from the manager entitlement, as at a login
+    assert r.json()["user"]["admin"] is True
+    after = egi.auth_state(user)
+    # the hub's own tokens stay: they are refreshed and are what the notebooks get
+    for key in ("access_token", "refresh_token", "id_token", "expires_at"):
+        assert after[key] == before[key], key
 
 
 def test_missing_revoked_foreign_and_non_member_tokens_are_refused(egi):
