@@ -282,7 +282,7 @@ def test_an_expired_access_token_is_refused(egi):
     refused(jwt_login(egi, tokens["access_token"]), 401, "expired")
 
 
-def test_hub_token_lifetime_follows_the_access_token_and_the_limit(egi):
+def test_hub_token_lifetime_follows_a_short_access_token(egi):
     egi.provider.settings(access_token_lifetime=120)
     try:
         short = tokens_for(egi.provider, "bob")["access_token"]
