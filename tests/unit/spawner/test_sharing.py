@@ -134,3 +134,100 @@ def test_one_failing_spawner_does_not_stop_the_others(db, servers):
     watcher.spawners.add(fine)
     asyncio.run(watcher.tick())
     assert fine.calls == ["started"]
+
+
+# ----- EGISpawner's side, on the Kubernetes emulator --------------------------------------
+
+
+class FakeAuthenticator:
+    """What EGISpawner uses of EGICheckinAuthenticator when a share appears."""
+
+    tokens_changed_hook = None
+    client_id, client_secret, basic_auth = "hub", "secret", True
+
+    def __init__(self, user_states: dict) -> None:
+        self.states = user_states
+        self.forced: list[str] = []
+
+    async def get_endpoint(self, key: str) -> str:
+        return "https://issuer.invalid/revoke"
+
+    async def refresh_tokens(self, user, force: bool = False):
+        from egi_notebooks.spawner.spawner import tokens_changed
+
+        assert force
+        self.forced.append(user.name)
+        user.auth_state = dict(user.auth_state, access_token=f"AT-{len(self.forced) + 1}")
+        await tokens_changed(self, user, user.auth_state)
+        return True
+
+
+def secret_files(cluster, name="egi-token-alice"):
+    import base64
+
+    secret = cluster.k8s.store[("secrets", "hub", name)]
+    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+@pytest.fixture
+def revoked(monkeypatch):
+    calls: list[str] = []
+
+    async def revoke_token(authenticator, endpoint, token, hint):
+        assert hint == "access_token" and endpoint == "https://issuer.invalid/revoke"
+        calls.append(token)
+        return True
+
+    monkeypatch.setattr("egi_notebooks.auth.logout.revoke_token", revoke_token)
+    return calls
+
+
+async def test_share_empties_the_secret_revokes_and_the_end_restores(
+    cluster, make_spawner, db, servers, revoked
+):
+    from .conftest import ALICE_STATE, spawn
+
+    made, alice, bob = servers
+    authenticator = FakeAuthenticator({})
+    spawner = make_spawner(authenticator=authenticator)
+    spawner.orm_spawner = made["alice/"]
+    await spawn(spawner)
+    assert secret_files(cluster)["access_token"] == "AT-alice-1"
+
+    orm.Share.grant(db, made["alice/"], bob)
+    # a refresh before the watcher saw the share: nothing reaches the Secret
+    spawner.user.auth_state = dict(ALICE_STATE, access_token="AT-refreshed")
+    from egi_notebooks.spawner.spawner import tokens_changed
+
+    await tokens_changed(authenticator, spawner.user, spawner.user.auth_state)
+    assert secret_files(cluster) == {"access_token": "", "id_token": ""}
+    assert not spawner.sharing_blocked  # nothing revoked yet: the watcher does that
+
+    await spawner.sharing_started()
+    # the token the Secret held and the one the tokens service would have handed out
+    assert sorted(revoked) == ["AT-alice-1", "AT-refreshed"]
+    assert authenticator.forced == ["alice"] and spawner.sharing_blocked
+    assert secret_files(cluster) == {"access_token": "", "id_token": ""}
+    await spawner.sharing_started()  # seen again at the next tick: no second revocation
+    assert len(revoked) == 2 and sharing.shared_spawner_ids(db) == {made["alice/"].id}
+
+    orm.Share.revoke(db, made["alice/"], bob)
+    await spawner.sharing_ended()
+    assert secret_files(cluster)["access_token"] == spawner.user.auth_state["access_token"]
+    assert not spawner.sharing_blocked
+
+
+async def test_a_refused_vo_loses_its_shares(cluster, make_spawner, db, servers, revoked):
+    from .conftest import spawn
+
+    made, alice, bob = servers
+    spawner = make_spawner(
+        authenticator=FakeAuthenticator({}), sharing_refused_vos=["vo.example.org"]
+    )
+    spawner.orm_spawner = made["alice/"]
+    await spawn(spawner)
+    orm.Share.grant(db, made["alice/"], bob)
+    orm.ShareCode.new(db, made["alice/"], scopes=[], expires_in=3600)
+    await spawner.sharing_started()
+    assert revoked == ["AT-alice-1"]
+    assert sharing.shared_spawner_ids(db) == set()
