@@ -446,7 +446,11 @@ class EGISpawner(KubeSpawner):
         auth_state = await self.user.get_auth_state() or {}
         # the Secret's last token, and the one the tokens service hands out until it sees the
         # share
-        tokens = {self._delivered_access_token, auth_state.get("access_token")} - {None, ""}
+        tokens = {
+            t
+            for t in (self._delivered_access_token, auth_state.get("access_token"))
+            if isinstance(t, str) and t
+        }
         endpoint = await get_endpoint("revocation_endpoint")
         revoked = 0
         if not endpoint:

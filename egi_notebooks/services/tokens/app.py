@@ -140,11 +140,14 @@ class TokensApp(HubServiceApp):
         """403 when one of ``owner``'s ``servers`` has a share or share code now (asked at
         every request: no delay, nothing cached). Fails closed: an unanswered question is a
         503, never a token."""
+        hub = self.hub
+        if hub is None:
+            raise web.HTTPError(503, "the tokens service is starting")
         for server in servers:
             for kind in ("shares", "share-codes"):
                 path = f"/{kind}/{quote(owner, safe='')}/{quote(server, safe='')}"
                 try:
-                    response = await self.hub.request("GET", path)
+                    response = await hub.request("GET", path)
                 except HubAPIError as e:
                     raise web.HTTPError(503, "the hub cannot be reached") from e
                 if response.status_code == 404:  # no such server of the owner
