@@ -122,6 +122,8 @@ def main() -> int:
                     t_whole.append(took)
         ratio = statistics.median(t_alone) / statistics.median(t_plain)
         ratio_whole = statistics.median(t_whole) / statistics.median(t_plain)
+        # the fastest runs are the least disturbed by other load on a shared machine
+        ratio_min = min(t_alone) / min(t_plain)
 
         # restore: ours into a new folder of the home, plain restic into an empty directory
         r_ours, r_plain = [], []
@@ -140,7 +142,7 @@ def main() -> int:
     print(f"\nincremental backup of the unchanged tree, {args.runs} runs (seconds):")
     print(f"  plain restic backup            {spread(t_plain)}")
     print(f"  egi-notebooks backup (alone)   {spread(t_alone)}   ratio {ratio:.2f} "
-          f"(target <= {TARGET_RATIO})")  # fmt: skip
+          f"(target <= {TARGET_RATIO}; fastest runs: {ratio_min:.2f})")  # fmt: skip
     print(f"  egi-notebooks backup (default) {spread(t_whole)}   ratio {ratio_whole:.2f} "
           "(+ retention)")  # fmt: skip
     print(f"  bytes added: ours median {statistics.median(added_ours):.0f}, "
@@ -149,7 +151,7 @@ def main() -> int:
     figures = {
         "files": args.files, "tree_bytes": tree_bytes, "runs": args.runs,
         "plain_s": t_plain, "ours_alone_s": t_alone, "ours_default_s": t_whole,
-        "ratio": ratio, "ratio_default": ratio_whole,
+        "ratio": ratio, "ratio_fastest": ratio_min, "ratio_default": ratio_whole,
         "bytes_added_ours": added_ours, "bytes_added_plain": added_plain,
         "restore_mb_s_ours": r_ours, "restore_mb_s_plain": r_plain,
     }  # fmt: skip
