@@ -4,6 +4,7 @@ Everything machine-specific comes from environment variables the demo sets. Prod
 configuration lives in ``jupyterhub_config.py.example`` at the top of the repository.
 """
 
+import html
 import os
 
 from egi_notebooks.hubconfig import (
@@ -12,6 +13,8 @@ from egi_notebooks.hubconfig import (
     add_tokens_service,
     use_egi_pages,
 )
+from egi_notebooks.spawner.profiles import Membership, filter_profiles
+from egi_notebooks.spawner.spawner import ProfileRefused
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 env = os.environ
@@ -49,6 +52,45 @@ if os.getuid() == 0:
 c.Spawner.environment = {
     "EGI_NOTEBOOKS_TOKEN_URL": f"{hub_url}/services/tokens/token",
 }
+
+# The spawn form offers profiles by VO, as notebooks.egi.eu does (there: EGISpawner's
+# profile_list, same vos/entitlements keys). Local processes get no CPU or memory limits: the
+# choice is recorded (user_options.profile, the accounting's flavour), and a profile the
+# user's VOs do not allow is refused, from the form or the API.
+DEMO_PROFILES = [
+    {"display_name": "Small (1 CPU, 2 GB)", "slug": "small", "default": True},
+    {"display_name": "Large (4 CPU, 8 GB)", "slug": "large", "vos": ["vo.notebooks.egi.eu"]},
+]
+DEFAULT_PROFILE = "small"  # offered to everyone: the API and the status probe start it
+
+
+async def offered_profiles(spawner) -> list:
+    membership = Membership.from_auth_state(await spawner.user.get_auth_state())
+    return filter_profiles(DEMO_PROFILES, membership)
+
+
+async def profile_form(spawner) -> str:
+    choices = []
+    for profile in await offered_profiles(spawner):
+        slug, checked = profile["slug"], " checked" if profile.get("default") else ""
+        choices.append(
+            f'<div class="form-check"><input class="form-check-input" type="radio" '
+            f'name="profile" id="profile-{slug}" value="{slug}"{checked}>'
+            f'<label class="form-check-label" for="profile-{slug}">'
+            f"{html.escape(profile['display_name'])}</label></div>"
+        )
+    return "".join(choices)
+
+
+async def refuse_profiles_not_offered(spawner) -> None:
+    wanted = (spawner.user_options or {}).get("profile") or DEFAULT_PROFILE
+    if wanted not in {p["slug"] for p in await offered_profiles(spawner)}:
+        raise ProfileRefused(403, f"Profile {wanted!r} is not available to you.")
+
+
+c.Spawner.options_form = profile_form
+c.Spawner.options_from_form = "simple"
+c.Spawner.pre_spawn_hook = refuse_profiles_not_offered
 
 use_egi_pages(c)  # the hub's pages in EGI's look (login, 403, errors, home, token)
 add_tokens_service(c, url=f"http://127.0.0.1:{env['EGI_DEMO_TOKENS_PORT']}")
