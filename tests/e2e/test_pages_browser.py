@@ -153,6 +153,12 @@ def test_login_page(egi, page, shots):
     assert links["Privacy notice"].startswith("https://")
     assert page.locator("#egi-notice").is_hidden()
     check_page(page, shots, "login")
+    # JupyterHub follows the system's dark mode: still readable, the logo on its light pill
+    page.emulate_media(color_scheme="dark")
+    page.reload()
+    page.get_by_role("button", name=SIGN_IN).wait_for()
+    assert page.evaluate("document.documentElement.dataset.bsTheme") == "dark"
+    check_page(page, shots, "login-dark")
 
 
 def test_user_in_no_allowed_vo_sees_the_vos_that_give_access(egi, page, shots):
