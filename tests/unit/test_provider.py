@@ -1,4 +1,5 @@
-"""The local OIDC provider, tested as a real process over HTTP."""
+"""Our fault-injecting OIDC provider (tests/harness/faulty_provider), tested as a real process
+over HTTP."""
 
 from __future__ import annotations
 
@@ -19,11 +20,15 @@ from tests.harness.provider import (
     DEFAULT_CONFIG,
     DEFAULT_POST_LOGOUT_URI,
     DEFAULT_REDIRECT_URI,
+    OURS,
     ROOT,
     ProviderProcess,
     pkce_pair,
     provider_factory,  # noqa: F401 (fixture)
 )
+
+# what this file tests: our provider's faults, JWT access tokens and admin API
+pytestmark = pytest.mark.provider("ours")
 
 T = 5.0  # seconds: every HTTP call here is local
 HTTP = httpx.Client(timeout=T)  # one client: making one costs tens of milliseconds
@@ -31,7 +36,7 @@ HTTP = httpx.Client(timeout=T)  # one client: making one costs tens of milliseco
 
 @pytest.fixture(scope="module")
 def provider():
-    with ProviderProcess().start(copy.deepcopy(DEFAULT_CONFIG)) as p:
+    with ProviderProcess(OURS).start(copy.deepcopy(DEFAULT_CONFIG)) as p:
         yield p
 
 
