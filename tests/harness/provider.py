@@ -2,12 +2,13 @@
 
 Two implementations behind one API (``ProviderProcess(implementation=...)``):
 
-- ``"certified"``: the certified npm ``oidc-provider`` configured as EGI Check-in
-  (``devtools/oidc-provider/checkin.mjs``): the happy paths (code flow with PKCE, rotating
-  refresh tokens, revocation, introspection, RP-initiated logout, entitlements in userinfo only).
+- ``"certified"`` (the default): the certified npm ``oidc-provider`` configured as EGI
+  Check-in (``devtools/oidc-provider/checkin.mjs``): the happy paths (code flow with PKCE,
+  rotating refresh tokens, revocation, introspection, RP-initiated logout, opaque access
+  tokens unless ``jwt_access_tokens`` is set, entitlements in userinfo and introspection only).
 - ``"ours"``: the project's own provider (``tests/harness/faulty_provider``, not in the
-  package), for fault injection (``set_fault``: down, slow,
-  garbage, HTML 500) and what the certified one does not do (JWT access tokens).
+  package), for fault injection (``set_fault``: down, slow, garbage, HTML 500). A test that
+  needs it says so with ``@pytest.mark.provider("ours")`` or ``ProviderProcess("ours")``.
 
 Both read the same configuration document (``make_provider_config``) and answer the same
 admin API (users, client secret, lifetimes, stats). ``ProviderProcess`` does not need pytest;
@@ -50,8 +51,8 @@ HTTP_TIMEOUT = 10.0
 CERTIFIED = "certified"
 OURS = "ours"
 IMPLEMENTATIONS = (CERTIFIED, OURS)
-# what a ProviderProcess runs unless told
-DEFAULT_IMPLEMENTATION = OURS
+# what a ProviderProcess runs unless told: EGI Check-in's behaviour
+DEFAULT_IMPLEMENTATION = CERTIFIED
 
 __all__ = [
     "CERTIFIED",

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from tornado import web
 from traitlets import TraitError
-from traitlets.config import Config
 
-from egi_notebooks.auth import EGICheckinAuthenticator
+from tests.unit.auth.helpers import make_authenticator as make
 
 MEMBER = "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=member#aai.egi.eu"
 MANAGER = "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=manager#aai.egi.eu"
@@ -17,13 +16,6 @@ OTHER = "urn:mace:egi.eu:group:vo.other.eu:role=member#aai.egi.eu"
 @pytest.fixture(autouse=True)
 def crypt_key(monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", "a" * 64)
-
-
-def make(**traits) -> EGICheckinAuthenticator:
-    config = Config()
-    for name, value in traits.items():
-        setattr(config.EGICheckinAuthenticator, name, value)
-    return EGICheckinAuthenticator(config=config)
 
 
 def model(*entitlements, admin=None, name="u@egi.eu") -> dict:

@@ -15,12 +15,12 @@ import jwt
 import pytest
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
-from traitlets.config import Config
 
 from egi_notebooks import entitlements as ent
 from egi_notebooks.auth import EGICheckinAuthenticator
 from egi_notebooks.auth.discovery import IdTokenError
 from egi_notebooks.entitlements import matches_any, parse_entitlements, parse_pattern
+from tests.unit.auth.helpers import make_authenticator as make
 
 from .test_tokens_and_discovery import ISSUER, KEY, id_token, metadata, served
 
@@ -39,13 +39,6 @@ EOSC_MEMBER = "urn:geant:eosc-federation.eu:group:vo.eosc.eu:role=member"
 @pytest.fixture(autouse=True)
 def crypt_key(monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", "a" * 64)
-
-
-def make(**traits) -> EGICheckinAuthenticator:
-    config = Config()
-    for name, value in traits.items():
-        setattr(config.EGICheckinAuthenticator, name, value)
-    return EGICheckinAuthenticator(config=config)
 
 
 def example(**traits) -> EGICheckinAuthenticator:

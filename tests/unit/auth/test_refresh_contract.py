@@ -15,7 +15,6 @@ import logging
 import time
 
 import pytest
-from traitlets.config import Config
 
 from egi_notebooks.auth import EGICheckinAuthenticator
 from egi_notebooks.auth.refresh import (
@@ -24,6 +23,7 @@ from egi_notebooks.auth.refresh import (
     ProviderError,
     parse_token_response,
 )
+from tests.unit.auth.helpers import make_authenticator
 from tests.unit.auth.test_tokens_and_discovery import ISSUER, OTHER_KEY, id_token, served
 
 VO_A = "urn:mace:egi.eu:group:vo.a:role=member#aai.egi.eu"
@@ -37,14 +37,8 @@ def crypt_key(monkeypatch):
 
 
 def make(**traits) -> EGICheckinAuthenticator:
-    config = Config()
-    config.EGICheckinAuthenticator.oidc_issuer = ISSUER
-    config.EGICheckinAuthenticator.client_id = "hub"
-    config.EGICheckinAuthenticator.client_secret = SECRET
-    config.EGICheckinAuthenticator.allowed_vos = {"vo.a", "vo.b"}
-    for name, value in traits.items():
-        setattr(config.EGICheckinAuthenticator, name, value)
-    auth = EGICheckinAuthenticator(config=config)
+    defaults = {"oidc_issuer": ISSUER, "client_id": "hub", "client_secret": SECRET}
+    auth = make_authenticator(**{**defaults, "allowed_vos": {"vo.a", "vo.b"}, **traits})
     auth.metadata._fetch = served()
     return auth
 

@@ -16,12 +16,12 @@ from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import pytest
-from traitlets.config import Config
 
 from egi_notebooks.auth import EGICheckinAuthenticator
 from egi_notebooks.auth.background import BackgroundRefresher
 from egi_notebooks.auth.refresh import RefreshBackoff
-from tests.harness.provider import DEFAULT_CONFIG, ProviderProcess
+from tests.harness.provider import DEFAULT_CONFIG, OURS, ProviderProcess
+from tests.unit.auth.helpers import make_authenticator
 
 LOGIN = "alice"
 DEADLINE = 60.0  # seconds: generous, the machine is shared
@@ -29,7 +29,8 @@ DEADLINE = 60.0  # seconds: generous, the machine is shared
 
 @pytest.fixture(scope="module")
 def provider():
-    with ProviderProcess().start(copy.deepcopy(DEFAULT_CONFIG)) as p:
+    # ours: these tests inject faults (set_fault)
+    with ProviderProcess(OURS).start(copy.deepcopy(DEFAULT_CONFIG)) as p:
         yield p
 
 
@@ -42,17 +43,17 @@ def clean(request, monkeypatch):
 
 
 def make(provider: ProviderProcess, **traits) -> EGICheckinAuthenticator:
-    config = Config()
-    c = config.EGICheckinAuthenticator
-    c.oidc_issuer = provider.issuer
-    c.client_id = provider.client_id
-    c.client_secret = provider.client_secret
-    c.allowed_vos = {"vo.notebooks.egi.eu", "vo.access.egi.eu"}
-    c.end_session_redirect = False
-    c.http_request_kwargs = {"connect_timeout": 10.0, "request_timeout": 30.0}
-    for name, value in traits.items():
-        setattr(c, name, value)
-    return EGICheckinAuthenticator(config=config)
+    return make_authenticator(
+        **{
+            "oidc_issuer": provider.issuer,
+            "client_id": provider.client_id,
+            "client_secret": provider.client_secret,
+            "allowed_vos": {"vo.notebooks.egi.eu", "vo.access.egi.eu"},
+            "end_session_redirect": False,
+            "http_request_kwargs": {"connect_timeout": 10.0, "request_timeout": 30.0},
+            **traits,
+        }
+    )
 
 
 class User:

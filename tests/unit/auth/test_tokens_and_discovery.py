@@ -10,10 +10,10 @@ import time
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from traitlets.config import Config
 
 from egi_notebooks.auth import EGICheckinAuthenticator
 from egi_notebooks.auth.discovery import DiscoveryError, IdTokenError, OIDCMetadata
+from tests.unit.auth.helpers import make_authenticator
 
 ISSUER = "https://idp.example/auth/realms/egi"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -125,12 +125,7 @@ def authenticator(monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", "a" * 64)
 
     def make(**traits) -> EGICheckinAuthenticator:
-        config = Config()
-        config.EGICheckinAuthenticator.oidc_issuer = ISSUER
-        config.EGICheckinAuthenticator.client_id = "hub"
-        for name, value in traits.items():
-            setattr(config.EGICheckinAuthenticator, name, value)
-        auth = EGICheckinAuthenticator(config=config)
+        auth = make_authenticator(**{"oidc_issuer": ISSUER, "client_id": "hub", **traits})
         auth.metadata._fetch = served()
         return auth
 
