@@ -29,6 +29,10 @@ from .k8s_calls import RetryPolicy
 from .names import user_server_slug, user_slug
 from .profiles import Membership, VOFilteredProfiles, allowed, filter_profiles, requirement
 
+#: how many of the last access tokens written to a token Secret are revoked when its server
+#: is shared: more than can be live at once (a token lives for two refresh intervals at most)
+DELIVERED_TOKENS_KEPT = 4
+
 
 class ProfileRefused(web.HTTPError):
     """A spawn request named a profile the user may not use (shown on the spawn page)."""
@@ -256,7 +260,9 @@ class EGISpawner(KubeSpawner):
     _written_secret_name: str | None = None  # last token Secret written (state: renames)
     _legacy_secrets_deleted: bool = False
     _sharing_blocked: bool = False  # this server's shares were seen and its tokens withheld
-    _delivered_access_token: str | None = None  # last access token written to its Secret
+    # the last access tokens written to its Secret: those still live when a share appears
+    # (one per refresh; Check-in's last an hour and are refreshed 10 min before expiry)
+    _delivered_access_tokens: tuple[str, ...] = ()
 
     async def run_auth_state_hook(self, auth_state: dict | None) -> None:
         """Remember VO membership and the pod-visible tokens, then run the operator's hook."""
@@ -370,7 +376,8 @@ class EGISpawner(KubeSpawner):
         self._created_secret = self._created_secret or created
         self._written_secret_name = name
         if delivered:
-            self._delivered_access_token = delivered
+            kept = [t for t in self._delivered_access_tokens if t != delivered]
+            self._delivered_access_tokens = (*kept, delivered)[-DELIVERED_TOKENS_KEPT:]
         return created
 
     # ----- sharing (see .sharing) ---------------------------------------------------------
@@ -444,13 +451,12 @@ class EGISpawner(KubeSpawner):
         from ..auth.logout import revoke_token
 
         auth_state = await self.user.get_auth_state() or {}
-        # the Secret's last token, and the one the tokens service hands out until it sees the
-        # share
-        tokens = {
-            t
-            for t in (self._delivered_access_token, auth_state.get("access_token"))
-            if isinstance(t, str) and t
-        }
+        # the Secret's recent tokens (written by any server mounting it), and the one the
+        # tokens service hands out until it sees the share
+        servers = self._servers_on_secret()
+        candidates = [t for s in servers for t in s._delivered_access_tokens]
+        candidates.append(auth_state.get("access_token"))
+        tokens = {t for t in candidates if isinstance(t, str) and t}
         endpoint = await get_endpoint("revocation_endpoint")
         revoked = 0
         if not endpoint:
@@ -458,7 +464,8 @@ class EGISpawner(KubeSpawner):
         else:
             for token in tokens:
                 revoked += await revoke_token(authenticator, endpoint, token, "access_token")
-        self._delivered_access_token = None
+        for server in servers:
+            server._delivered_access_tokens = ()
         if auth_state.get("refresh_token"):
             # the stored access token is dead now: the owner's other uses need a new one
             await authenticator.refresh_tokens(self.user, force=True)

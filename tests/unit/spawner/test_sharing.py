@@ -193,23 +193,27 @@ async def test_share_empties_the_secret_revokes_and_the_end_restores(
     spawner.orm_spawner = made["alice/"]
     await spawn(spawner)
     assert secret_files(cluster)["access_token"] == "AT-alice-1"
+    from egi_notebooks.spawner.spawner import tokens_changed
+
+    # a refresh before the share: the earlier token may still be live (and copied somewhere)
+    spawner.user.auth_state = dict(ALICE_STATE, access_token="AT-alice-2")
+    await tokens_changed(authenticator, spawner.user, spawner.user.auth_state)
+    assert secret_files(cluster)["access_token"] == "AT-alice-2"
 
     orm.Share.grant(db, made["alice/"], bob)
     # a refresh before the watcher saw the share: nothing reaches the Secret
     spawner.user.auth_state = dict(ALICE_STATE, access_token="AT-refreshed")
-    from egi_notebooks.spawner.spawner import tokens_changed
-
     await tokens_changed(authenticator, spawner.user, spawner.user.auth_state)
     assert secret_files(cluster) == {"access_token": "", "id_token": ""}
     assert not spawner.sharing_blocked  # nothing revoked yet: the watcher does that
 
     await spawner.sharing_started()
-    # the token the Secret held and the one the tokens service would have handed out
-    assert sorted(revoked) == ["AT-alice-1", "AT-refreshed"]
+    # the tokens the Secret held and the one the tokens service would have handed out
+    assert sorted(revoked) == ["AT-alice-1", "AT-alice-2", "AT-refreshed"]
     assert authenticator.forced == ["alice"] and spawner.sharing_blocked
     assert secret_files(cluster) == {"access_token": "", "id_token": ""}
     await spawner.sharing_started()  # seen again at the next tick: no second revocation
-    assert len(revoked) == 2 and sharing.shared_spawner_ids(db) == {made["alice/"].id}
+    assert len(revoked) == 3 and sharing.shared_spawner_ids(db) == {made["alice/"].id}
 
     orm.Share.revoke(db, made["alice/"], bob)
     await spawner.sharing_ended()
