@@ -76,6 +76,7 @@ def one_round(
     refused = until(lambda: tokens_service(egi, server_token).status_code == 403, "refusal")
     emptied = until(lambda: read(token_file) == "", "the file emptied")
     revoked = until(lambda: not egi.provider.introspect(token)["active"], "the revocation")
+    time.sleep(random.uniform(0, interval))  # nor does its end
     ended = as_user(egi, alice, "DELETE", f"/shares/{ALICE}/")
     ended_at = time.perf_counter()
     assert ended.status_code == 204, ended.text
