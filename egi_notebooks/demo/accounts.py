@@ -72,7 +72,7 @@ def as_list(value: str | list[str] | tuple[str, ...]) -> list[str]:
 
 def make_config(
     redirect_uris: str | list[str],
-    post_logout_uris: str | list[str] = (),
+    post_logout_uris: str | list[str] | tuple[str, ...] = (),
     users: dict[str, dict[str, Any]] | None = None,
     client_id: str = CLIENT_ID,
     client_secret: str | None = None,

@@ -148,7 +148,7 @@ class EOSCPusher(LoggingConfigurable):
             if earliest is None:
                 return []
             first = datetime.fromtimestamp(earliest, UTC).date()
-        days = []
+        days: list[date] = []
         while first <= last_day and len(days) < self.max_days:
             days.append(first)
             first += timedelta(days=1)
