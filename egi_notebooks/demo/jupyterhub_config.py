@@ -6,6 +6,7 @@ configuration lives in ``jupyterhub_config.py.example`` at the top of the reposi
 
 import html
 import os
+from typing import Any
 
 from egi_notebooks.hubconfig import (
     add_accounting_service,
@@ -16,7 +17,7 @@ from egi_notebooks.hubconfig import (
 from egi_notebooks.spawner.profiles import Membership, filter_profiles
 from egi_notebooks.spawner.spawner import ProfileRefused
 
-c = get_config()  # noqa: F821 (provided by JupyterHub)
+c = get_config()  # type: ignore[name-defined]  # noqa: F821 (provided by JupyterHub)
 env = os.environ
 state = env["EGI_DEMO_STATE"]
 hub_url = f"http://127.0.0.1:{env['EGI_DEMO_PORT']}"
@@ -57,7 +58,7 @@ c.Spawner.environment = {
 # profile_list, same vos/entitlements keys). Local processes get no CPU or memory limits: the
 # choice is recorded (user_options.profile, the accounting's flavour), and a profile the
 # user's VOs do not allow is refused, from the form or the API.
-DEMO_PROFILES = [
+DEMO_PROFILES: list[dict[str, Any]] = [
     {"display_name": "Small (1 CPU, 2 GB)", "slug": "small", "default": True},
     {"display_name": "Large (4 CPU, 8 GB)", "slug": "large", "vos": ["vo.notebooks.egi.eu"]},
 ]

@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..cli import HelpFormatter
 
@@ -61,7 +61,7 @@ def pod_namespace() -> str | None:
         return None
 
 
-async def api_client(kubeconfig: str | None) -> tuple[object, str | None]:
+async def api_client(kubeconfig: str | None) -> tuple[Any, str | None]:
     """(ApiClient, namespace of the configuration or None)."""
     import yaml
     from kubernetes_asyncio import client, config

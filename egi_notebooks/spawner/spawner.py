@@ -48,6 +48,10 @@ class ProfileRefused(web.HTTPError):
 class EGISpawner(KubeSpawner):
     """Spawn EGI Notebooks pods; see the package documentation for the behaviour."""
 
+    # kubespawner's traits and state, declared for the type checker (kubespawner is untyped)
+    pvc_name: str
+    _pvc_exists: bool
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._register_tokens_changed_hook()
@@ -263,6 +267,9 @@ class EGISpawner(KubeSpawner):
     # the last access tokens written to its Secret: those still live when a share appears
     # (one per refresh; Check-in's last an hour and are refreshed 10 min before expiry)
     _delivered_access_tokens: tuple[str, ...] = ()
+    # share requests between before_share and after_share: no token is written meanwhile
+    _share_pending: int = 0
+    _refresh_due: bool = False  # tokens revoked by before_share: refresh the owner after it
 
     async def run_auth_state_hook(self, auth_state: dict | None) -> None:
         """Remember VO membership and the pod-visible tokens, then run the operator's hook."""
@@ -404,6 +411,8 @@ class EGISpawner(KubeSpawner):
         (read from the hub database at each write, so no token follows a share)."""
         db = sharing.session_of(self)
         servers = [s for s in self._servers_on_secret() if s.orm_spawner is not None]
+        if any(s._share_pending for s in self._servers_on_secret()):
+            return True  # a share is being made: it may exist by the time the pod reads this
         if db is None or not servers:
             return False
         # not _sharing_blocked: that says the delivered tokens were revoked, which only
@@ -419,16 +428,50 @@ class EGISpawner(KubeSpawner):
             self.sharing_refused_vos,
         )
 
+    def _shared_in_db(self) -> bool:
+        db = sharing.session_of(self)
+        if db is None or self.orm_spawner is None:
+            return False
+        return self.orm_spawner.id in sharing.shared_spawner_ids(db, [self.orm_spawner.id])
+
+    async def before_share(self) -> str | None:
+        """Called by the share API before JupyterHub creates a share or share code of this
+        server: why it may not be shared, else ``None`` once its Secret is empty and the
+        access tokens it may hold are revoked. Raises when that cannot be done (the share is
+        then refused). Always followed by :meth:`after_share`."""
+        self._share_pending += 1
+        refusal = self.sharing_refusal()
+        if refusal:
+            return refusal
+        if not (self.active or self.has_pod):
+            return None  # nothing delivered; a start writes an empty Secret, the watcher revokes
+        if not (self._sharing_blocked and self._shared_in_db()):
+            self._refresh_due = True  # after_share refreshes, or restores if no share is made
+            await self._withhold_tokens(strict=True)
+        return None
+
+    async def after_share(self) -> None:
+        """The share request is over (share made or not): refresh the owner whose token was
+        revoked (the Secret stays empty if the share exists), restore the tokens if not."""
+        self._share_pending = max(0, self._share_pending - 1)
+        if self._share_pending:
+            return  # another share request of this server is still being made
+        withheld, self._refresh_due = self._refresh_due, False
+        if withheld:
+            try:
+                await self._refresh_owner()
+            except Exception as e:  # the background refresh tries again; restore anyway
+                self.log.warning("Could not refresh the tokens of %s: %s", self._log_name, e)
+        if (withheld or self._sharing_blocked) and not self._shared_in_db():
+            await self.sharing_ended()
+
     async def sharing_started(self) -> None:
         """A share of this server was seen: empty its Secret, revoke the access tokens it may
         have received, get the owner new ones (which go to no shared server); then delete
         the shares if this server may not be shared."""
         if not self._sharing_blocked:
-            self._sharing_blocked = True
-            self.log.info("%s is shared: its token Secret is emptied", self._log_name)
-            await self._write_token_secret(token_secret.blank_data())
-            revoked = await self._revoke_delivered_tokens()
-            self.log.info("Revoked %s access tokens delivered to %s", revoked, self._log_name)
+            await self._withhold_tokens(strict=False)
+            await self._refresh_owner()
         refusal = self.sharing_refusal()
         if refusal:
             deleted = sharing.delete_shares(sharing.session_of(self), self.orm_spawner.id)
@@ -436,40 +479,59 @@ class EGISpawner(KubeSpawner):
 
     async def sharing_ended(self) -> None:
         """The last share of this server is gone: its Secret gets the current tokens."""
+        if self._share_pending:
+            return  # a share is being made: after_share decides
         self._sharing_blocked = False
         self.log.info("%s is no longer shared: tokens are delivered again", self._log_name)
         auth_state = await self.user.get_auth_state() or {}
         await update_user_token_secrets(self.user, auth_state)
 
-    async def _revoke_delivered_tokens(self) -> int:
-        """Revoke the access tokens this server may hold, then refresh the owner; the
-        number the provider confirmed revoked."""
+    async def _withhold_tokens(self, strict: bool) -> None:
+        """Empty the Secret and revoke the access tokens this server may hold; ``strict``:
+        raise unless the provider confirmed every revocation. Blocked once done (a failed
+        attempt is tried again at the watcher's next check)."""
+        self.log.info("%s is shared: its token Secret is emptied", self._log_name)
+        await self._write_token_secret(token_secret.blank_data())
+        revoked, wanted = await self._revoke_delivered_tokens()
+        self.log.info("Revoked %s access tokens delivered to %s", revoked, self._log_name)
+        if strict and revoked < wanted:
+            raise RuntimeError(f"the provider confirmed {revoked} of {wanted} revocations")
+        self._sharing_blocked = True
+
+    async def _revoke_delivered_tokens(self) -> tuple[int, int]:
+        """Revoke the access tokens this server may hold: how many the provider confirmed
+        revoked, of how many."""
         authenticator = self.authenticator
         get_endpoint = getattr(authenticator, "get_endpoint", None)
         if get_endpoint is None:
-            return 0  # not EGICheckinAuthenticator: nothing to revoke with
+            return 0, 0  # not EGICheckinAuthenticator: nothing to revoke with
         from ..auth.logout import revoke_token
 
         auth_state = await self.user.get_auth_state() or {}
         # the Secret's recent tokens (written by any server mounting it), and the one the
         # tokens service hands out until it sees the share
         servers = self._servers_on_secret()
-        candidates = [t for s in servers for t in s._delivered_access_tokens]
+        candidates: list[Any] = [t for s in servers for t in s._delivered_access_tokens]
         candidates.append(auth_state.get("access_token"))
         tokens = {t for t in candidates if isinstance(t, str) and t}
-        endpoint = await get_endpoint("revocation_endpoint")
+        endpoint = await get_endpoint("revocation_endpoint") if tokens else None
         revoked = 0
-        if not endpoint:
-            self.log.warning("The provider has no revocation_endpoint: tokens not revoked")
-        else:
+        if tokens and not endpoint:
+            self.log.warning("No revocation_endpoint from the provider: tokens not revoked")
+        elif endpoint:
             for token in tokens:
                 revoked += await revoke_token(authenticator, endpoint, token, "access_token")
-        for server in servers:
-            server._delivered_access_tokens = ()
-        if auth_state.get("refresh_token"):
-            # the stored access token is dead now: the owner's other uses need a new one
-            await authenticator.refresh_tokens(self.user, force=True)
-        return revoked
+        if revoked == len(tokens):
+            for server in servers:
+                server._delivered_access_tokens = ()
+        return revoked, len(tokens)
+
+    async def _refresh_owner(self) -> None:
+        """The stored access token was revoked: the owner's other uses need a new one."""
+        refresh = getattr(self.authenticator, "refresh_tokens", None)
+        auth_state = await self.user.get_auth_state() or {}
+        if refresh is not None and auth_state.get("refresh_token"):
+            await refresh(self.user, force=True)
 
     async def _settle_token_secrets(self, data: dict[str, str]) -> bool:
         stale = self._stale_token_secret_names()  # before the write records the new name

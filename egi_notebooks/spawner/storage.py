@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from egi_notebooks.entitlements import EntitlementPattern, parse_pattern
@@ -214,7 +215,7 @@ async def find_home_claim(
     taken = None  # another user's claim at ``name``
     for candidate in dict.fromkeys([name, *legacy_names]):
         found = await call(
-            lambda c=candidate: api.read_namespaced_persistent_volume_claim(c, namespace),
+            partial(api.read_namespaced_persistent_volume_claim, candidate, namespace),
             f"look up storage claim {candidate}",
             policy,
             log,
@@ -318,8 +319,12 @@ async def label_legacy_claims(
     report, token = LabelReport(), None
     while True:
         page = await call(
-            lambda t=token: api.list_namespaced_persistent_volume_claim(
-                namespace, label_selector=LEGACY_SELECTOR, limit=page_size, _continue=t
+            partial(
+                api.list_namespaced_persistent_volume_claim,
+                namespace,
+                label_selector=LEGACY_SELECTOR,
+                limit=page_size,
+                _continue=token,
             ),
             f"list storage claims in {namespace}",
             policy,
@@ -337,8 +342,8 @@ async def label_legacy_claims(
                 body = {"metadata": {"labels": {ann.USER_SLUG_LABEL: user_slug(username)}}}
                 try:
                     await call(
-                        lambda n=name, b=body: api.patch_namespaced_persistent_volume_claim(
-                            n, namespace, b
+                        partial(
+                            api.patch_namespaced_persistent_volume_claim, name, namespace, body
                         ),
                         f"label storage claim {name}",
                         policy,

@@ -15,8 +15,9 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import sessionmaker
 from traitlets import Dict, Float, Integer, Unicode, validate
 from traitlets.config import LoggingConfigurable
@@ -155,7 +156,7 @@ class ApelRenderer(LoggingConfigurable):
             return self.vo_fqans[vo]
         return self.fqan_template.format(vo=vo) if self.fqan_template else None
 
-    def _settings(self) -> dict[str, object]:
+    def _settings(self) -> dict[str, Any]:
         """Trait values read once per message (traitlets attribute access is slow)."""
         # site-wide values are cleaned once here, not once per record
         return {
@@ -167,10 +168,10 @@ class ApelRenderer(LoggingConfigurable):
             "fqans": {},
         }
 
-    def record(self, row, settings: dict | None = None) -> dict[str, object]:
+    def record(self, row, settings: dict[str, Any] | None = None) -> dict[str, object]:
         """Field -> value of one record from a session row (None values are left out)."""
         settings = settings or self._settings()
-        fqans = settings["fqans"]
+        fqans: dict[str, str | None] = settings["fqans"]
         if row.primary_vo not in fqans:
             fqan = self.fqan(row.primary_vo)
             fqans[row.primary_vo] = clean(fqan) if fqan else None
@@ -268,10 +269,11 @@ def export(
 
 def _mark_sent(db, rows) -> None:
     """Remember the version written (only that one: a change made meanwhile goes next time)."""
+    table = cast(Table, Session.__table__)
     db.connection().execute(
-        update(Session.__table__)
-        .where(Session.__table__.c.id == bindparam("row_id"))
-        .where(Session.__table__.c.sent_version < bindparam("rendered"))
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .where(table.c.sent_version < bindparam("rendered"))
         .values(sent_version=bindparam("rendered")),
         [{"row_id": row.id, "rendered": row.version} for row in rows],
     )

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Application, Configurable, catch_config_error
@@ -44,7 +45,8 @@ class DatabaseMixin(Configurable):
 
     def load_config(self) -> None:
         if self.config_file:
-            self.load_config_file(self.config_file)
+            # the mixin is only used with an Application, which has load_config_file
+            cast(Application, self).load_config_file(self.config_file)
 
 
 def missing_sqlite_file(url: str) -> str | None:

@@ -24,6 +24,12 @@ from .sources import (
 from .store import Observation, PollOutcome, Store, make_vmuuid
 
 
+def _dict_at(mapping: dict, key: str) -> dict:
+    """``mapping[key]`` when it is a dict, else an empty one (hub answers may hold null)."""
+    value = mapping.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def parse_hub_time(value: object) -> int | None:
     """The hub's ISO 8601 timestamps (``2026-11-05T10:00:00.123456Z``) as epoch seconds."""
     if not isinstance(value, str) or not value:
@@ -113,8 +119,8 @@ class Collector(LoggingConfigurable):
         Never auth_state: reading it would need admin:auth_state, which hands the users'
         refresh tokens to this service.
         """
-        state = server.get("state") if isinstance(server.get("state"), dict) else {}
-        options = server.get("user_options") if isinstance(server.get("user_options"), dict) else {}
+        state = _dict_at(server, "state")
+        options = _dict_at(server, "user_options")
         groups = [g for g in user.get("groups") or [] if isinstance(g, str)]
         groups = [g for g in groups if g not in self.excluded_groups]
         by_priority = next((vo for vo in self.vo_priority if vo in groups), None)
@@ -128,7 +134,7 @@ class Collector(LoggingConfigurable):
         )
 
     def flavor_of(self, server: dict) -> str:
-        options = server.get("user_options") if isinstance(server.get("user_options"), dict) else {}
+        options = _dict_at(server, "user_options")
         return (
             first_str(annotations_of(server).get(FLAVOR_ANNOTATION), options.get("profile"))
             or self.default_flavor
@@ -157,9 +163,9 @@ class Collector(LoggingConfigurable):
             return None
         start = min(start, now)
         flavor = self.flavor_of(server)
-        spec = self.flavors.get(flavor, {}) if isinstance(self.flavors.get(flavor), dict) else {}
-        state = server.get("state") if isinstance(server.get("state"), dict) else {}
-        options = server.get("user_options") if isinstance(server.get("user_options"), dict) else {}
+        spec = _dict_at(self.flavors, flavor)
+        state = _dict_at(server, "state")
+        options = _dict_at(server, "user_options")
         memory = parse_quantity(spec.get("memory", self.default_memory))
         disk = parse_quantity(spec.get("disk"))
         return Observation(

@@ -61,7 +61,10 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("the accounting package ships no database migrations")
+    return head
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

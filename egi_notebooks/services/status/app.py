@@ -199,7 +199,8 @@ class StatusApp(HubServiceApp):
         self.run_started = time.time()
         results = []
         async with self.make_hub_client() as hub:
-            for profile in self.profiles or [None]:
+            profiles: list[str | None] = [*self.profiles] or [None]
+            for profile in profiles:
                 probe = Probe(hub, self.probe_config(profile), self.log)
                 results.append(await probe.run())
         return combine(results)

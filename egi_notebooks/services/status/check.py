@@ -63,8 +63,8 @@ def _num(value: Any) -> str:
 
 def _interval(body: dict[str, Any]) -> float | None:
     try:
-        interval = float(body.get("interval"))
-    except (TypeError, ValueError):
+        interval = float(body["interval"])
+    except (KeyError, TypeError, ValueError):
         return None
     return interval if interval > 0 else None
 
@@ -91,7 +91,7 @@ def evaluate(
     finished = body.get("time")
     if code != UNKNOWN and finished is None:
         return EXIT_CODES[UNKNOWN], f"UNKNOWN - status service sent no time; it said {message}"
-    if code != UNKNOWN:
+    if code != UNKNOWN and finished is not None:
         try:
             age = (time.time() if now is None else now) - float(finished)
         except (TypeError, ValueError):

@@ -230,7 +230,7 @@ class Probe:
         if response.status_code == 202:
             url = await self.follow_progress()
         else:
-            url = ((await self.server_model()) or {}).get("url")
+            url = ((await self.server_model()) or {}).get("url") or ""
         if not url:
             raise PhaseFailed("spawn", "server reported ready without a URL")
         return self.config.proxy_url.rstrip("/") + url
@@ -253,7 +253,10 @@ class Probe:
                 last = event.get("message") or last
                 self.step = f"waiting for the server to be ready (last event: {last})"
                 if event.get("ready"):
-                    return event.get("url") or ((await self.server_model()) or {}).get("url")
+                    ready_url = event.get("url") or ((await self.server_model()) or {}).get("url")
+                    if not ready_url:
+                        raise PhaseFailed("spawn", "server reported ready without a URL")
+                    return str(ready_url)
                 if event.get("failed"):
                     raise PhaseFailed("spawn", last)
         raise PhaseFailed("spawn", f"progress stream ended before the server was ready: {last}")

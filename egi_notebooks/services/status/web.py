@@ -75,9 +75,9 @@ class PageHandler(BaseHandler):
 
 
 class MetricsHandler(BaseHandler):
-    def initialize(self, app: StatusApp, registry: CollectorRegistry) -> None:
+    def initialize(self, app: StatusApp, registry: CollectorRegistry | None = None) -> None:
         super().initialize(app)
-        self.registry = registry
+        self.registry = registry if registry is not None else metrics_registry(app)
 
     def get(self) -> None:
         self.set_header("Content-Type", METRICS_CONTENT_TYPE)

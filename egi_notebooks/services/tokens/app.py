@@ -169,8 +169,11 @@ class TokensApp(HubServiceApp):
         path = f"/egi-notebooks/users/{quote(user, safe='')}/access-token"
         # in the body, not a header: the hub logs the headers of failed requests
         body = {"caller_token": caller_token, "server": server_token}
+        hub = self.hub
+        if hub is None:
+            raise web.HTTPError(503, "the tokens service is starting")
         try:
-            response = await self.hub.request("POST", path, json=body)
+            response = await hub.request("POST", path, json=body)
         except HubAPIError as e:
             raise web.HTTPError(503, "the hub cannot be reached") from e
         refusal = caller_refusal(response) if response.status_code == 403 else None
