@@ -63,6 +63,7 @@ from .refresh import (
     parse_token_response,
 )
 from .refresh_flow import apply_auth_model, end_hub_login
+from .share_guard import share_handlers
 from .token_api import ACCESS_TOKEN_PATH, AccessTokenAPIHandler
 from .usernames import USERNAME_PATTERN, VOPERSON_ID_PATTERN, default_pattern, usable_username
 
@@ -627,6 +628,8 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
             *super().get_handlers(app),
             (ACCESS_TOKEN_PATH, AccessTokenAPIHandler),
             (JWT_LOGIN_PATH, JWTLoginHandler),
+            # the spawner withholds its tokens (or refuses) before JupyterHub shares
+            *share_handlers(),
         ]
 
     async def _warm_discovery(self) -> None:

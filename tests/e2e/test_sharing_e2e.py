@@ -88,7 +88,7 @@ def as_user(egi, token: str, method: str, path: str, **kw) -> httpx.Response:
 
 
 def revocations(egi) -> list[int]:
-    """How many access tokens each revocation by the sharing watcher revoked (hub log)."""
+    """How many access tokens each withholding of alice's tokens revoked (hub log)."""
     return [
         int(m)
         for m in re.findall(
@@ -203,47 +203,3 @@ def test_a_shared_server_gets_no_token_and_the_delivered_one_is_revoked(egi):
     )
     assert tokens_service(egi, server_api_token).status_code == 200
     assert egi.auth_state(ALICE)["refresh_token"] not in egi.hub.log()
-
-
-@pytest.fixture
-def refusing(tmp_path):
-    extra = sharing_config(free_port()) + 'c.EGISpawner.sharing_refused_profiles = ["large"]\n'
-    with spawner_hub(tmp_path, extra) as hub:
-        hub.service_url = f"{hub.hub.url}/services/tokens/token"
-        yield hub
-
-
-def test_a_server_whose_profile_may_not_be_shared_loses_its_shares(refusing):
-    egi = refusing
-    egi.provider.settings(access_token_lifetime=LIFETIME)
-    assert login(egi.hub.url, "alice").ok and login(egi.hub.url, "bob").ok
-    r = egi.hub.api("POST", f"/users/{ALICE}/servers/big", json={"profile": "large"})
-    assert r.status_code in (201, 202), r.text
-    egi.hub.wait_for_server(ALICE, "big")
-    env = notebook_environ(ALICE, "big")
-    token_file = Path(env["EGI_ACCESS_TOKEN_FILE"])
-    alice = user_token(egi, ALICE)
-    before = wait_until(lambda: read(token_file), 60, "a token in the file")
-    expires = egi.provider.introspect(before)["exp"]
-
-    # JupyterHub grants the share (the owner holds the shares scope) ...
-    share = as_user(egi, alice, "POST", f"/shares/{ALICE}/big", json={"user": BOB})
-    assert share.status_code == 200, share.text
-    # ... and the watcher deletes it, after withholding and revoking the tokens
-    wait_until(
-        lambda: as_user(egi, alice, "GET", f"/shares/{ALICE}/big").json()["items"] == [],
-        60,
-        "the share deleted",
-    )
-    assert "servers of profile 'large' may not be shared" in egi.hub.log()
-    assert egi.provider.introspect(before)["active"] is False and time.time() < expires
-    bob_in_alice = user_token(egi, BOB)
-    assert through_proxy(egi, f"{ALICE}/big", bob_in_alice, "api/status").status_code == 403
-
-    # no share left: the server gets its tokens again
-    wait_until(
-        lambda: read(token_file) and read(token_file) == egi.auth_state(ALICE)["access_token"],
-        LIFETIME,
-        "a token in the file after the share was deleted",
-    )
-    assert egi.provider.introspect(read(token_file))["active"] is True

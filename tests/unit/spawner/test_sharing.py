@@ -235,3 +235,92 @@ async def test_a_refused_vo_loses_its_shares(cluster, make_spawner, db, servers,
     await spawner.sharing_started()
     assert revoked == ["AT-alice-1"]
     assert sharing.shared_spawner_ids(db) == set()
+
+
+# ----- before_share / after_share: what the share API asks before JupyterHub shares -------
+
+
+async def test_before_share_withholds_and_revokes_before_the_share_exists(
+    cluster, make_spawner, db, servers, revoked
+):
+    from .conftest import ALICE_STATE, spawn
+
+    made, alice, bob = servers
+    authenticator = FakeAuthenticator({})
+    spawner = make_spawner(authenticator=authenticator)
+    spawner.orm_spawner = made["alice/"]
+    await spawn(spawner)
+    assert await spawner.before_share() is None
+    assert secret_files(cluster) == {"access_token": "", "id_token": ""}
+    assert revoked == ["AT-alice-1"] and spawner.sharing_blocked
+    # no refresh yet, and one that comes now (no share in the database yet) writes nothing
+    assert authenticator.forced == []
+    from egi_notebooks.spawner.spawner import tokens_changed
+
+    spawner.user.auth_state = dict(ALICE_STATE, access_token="AT-meanwhile")
+    await tokens_changed(authenticator, spawner.user, spawner.user.auth_state)
+    assert secret_files(cluster) == {"access_token": "", "id_token": ""}
+    await spawner.sharing_ended()  # the watcher, before the share exists: not now
+    assert secret_files(cluster)["access_token"] == "" and spawner.sharing_blocked
+
+    orm.Share.grant(db, made["alice/"], bob)
+    await spawner.after_share()
+    # the owner gets a new token, which the shared server does not
+    assert authenticator.forced == ["alice"]
+    assert secret_files(cluster) == {"access_token": "", "id_token": ""}
+    await spawner.sharing_started()  # the watcher's next check: nothing more to revoke
+    assert revoked == ["AT-alice-1"]
+
+
+async def test_a_share_that_was_not_made_gives_the_tokens_back(
+    cluster, make_spawner, db, servers, revoked
+):
+    from .conftest import spawn
+
+    made, alice, bob = servers
+    authenticator = FakeAuthenticator({})
+    spawner = make_spawner(authenticator=authenticator)
+    spawner.orm_spawner = made["alice/"]
+    await spawn(spawner)
+    assert await spawner.before_share() is None
+    await spawner.after_share()  # JupyterHub refused the share (say, no such guest)
+    assert not spawner.sharing_blocked
+    assert secret_files(cluster)["access_token"] == spawner.user.auth_state["access_token"]
+    assert spawner.user.auth_state["access_token"] not in revoked
+
+
+async def test_before_share_refuses_a_forbidden_profile_and_touches_nothing(
+    cluster, make_spawner, db, servers, revoked
+):
+    from .conftest import spawn
+
+    made, alice, bob = servers
+    spawner = make_spawner(
+        authenticator=FakeAuthenticator({}), sharing_refused_vos=["vo.example.org"]
+    )
+    spawner.orm_spawner = made["alice/"]
+    await spawn(spawner)
+    assert await spawner.before_share() == "servers of VO 'vo.example.org' may not be shared"
+    await spawner.after_share()
+    assert revoked == [] and secret_files(cluster)["access_token"] == "AT-alice-1"
+
+
+async def test_before_share_fails_when_the_provider_does_not_revoke(
+    cluster, make_spawner, db, servers, monkeypatch
+):
+    from .conftest import spawn
+
+    async def refused(authenticator, endpoint, token, hint):
+        return False
+
+    monkeypatch.setattr("egi_notebooks.auth.logout.revoke_token", refused)
+    made, alice, bob = servers
+    spawner = make_spawner(authenticator=FakeAuthenticator({}))
+    spawner.orm_spawner = made["alice/"]
+    await spawn(spawner)
+    with pytest.raises(RuntimeError, match="confirmed 0 of 1"):
+        await spawner.before_share()
+    await spawner.after_share()
+    # no share was made: the file is filled again (the watcher will try again if one is)
+    assert not spawner.sharing_blocked
+    assert secret_files(cluster)["access_token"] == spawner.user.auth_state["access_token"]

@@ -1,0 +1,120 @@
+"""A share made through JupyterHub's API withholds the server's tokens before it exists.
+
+Real hub + CHP, the certified provider (as EGI Check-in, with introspection), EGISpawner on
+the Kubernetes emulator (the token Secret materialised as the file the notebook reads).
+The watcher's interval is set to ten minutes (an operator's setting): what is checked right
+after the share request cannot have come from the watcher.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_sharing_e2e import (
+    ALICE,
+    BOB,
+    LIFETIME,
+    as_user,
+    read,
+    sharing_config,
+    tokens_service,
+    wait_for_tokens_service,
+    wait_until,
+)
+from tests.e2e.test_spawner_e2e import notebook_environ, spawner_hub, started, user_token
+from tests.harness.hub import free_port
+from tests.harness.login import login
+
+pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
+
+SLOW_WATCHER = "c.EGISpawner.share_check_interval = 600\n"
+
+
+def login_both(egi) -> bool:
+    return login(egi.hub.url, "alice").ok and login(egi.hub.url, "bob").ok
+
+
+@pytest.fixture
+def egi(tmp_path):
+    extra = sharing_config(free_port()) + SLOW_WATCHER
+    extra += 'c.EGISpawner.sharing_refused_profiles = ["large"]\n'
+    with spawner_hub(tmp_path, extra) as hub:
+        hub.service_url = f"{hub.hub.url}/services/tokens/token"
+        yield hub
+
+
+def test_the_share_request_returns_with_the_file_empty_and_the_tokens_revoked(egi):
+    egi.provider.settings(access_token_lifetime=LIFETIME)
+    assert login_both(egi)
+    started(egi, ALICE)
+    env = notebook_environ(ALICE)
+    token_file = Path(env["EGI_ACCESS_TOKEN_FILE"])
+    server_api_token = env["JUPYTERHUB_API_TOKEN"]
+    alice = user_token(egi, ALICE)
+    wait_until(
+        lambda: read(token_file) == egi.auth_state(ALICE)["access_token"],
+        60,
+        "the access token in the token file",
+    )
+    served = wait_for_tokens_service(egi, server_api_token)
+    assert served.status_code == 200, served.text
+    delivered = {read(token_file), served.json()["access_token"]}
+    expiry = {t: egi.provider.introspect(t)["exp"] for t in delivered}
+    assert all(egi.provider.introspect(t)["active"] for t in delivered)
+
+    share = as_user(egi, alice, "POST", f"/shares/{ALICE}/", json={"user": BOB})
+    assert share.status_code == 200, share.text
+    # at once, without waiting for anything
+    assert read(token_file) == ""
+    assert read(token_file.parent / "id_token") == ""
+    assert not any(egi.provider.introspect(t)["active"] for t in delivered)
+    assert all(time.time() < exp for exp in expiry.values()), "expired, not revoked"
+    assert tokens_service(egi, server_api_token).status_code == 403
+
+    # the owner gets a new token, which does not reach the shared server
+    current = wait_until(
+        lambda: (t := egi.auth_state(ALICE)["access_token"]) not in delivered and t,
+        60,
+        "a new access token for alice after the revocation",
+    )
+    assert egi.provider.introspect(current)["active"] is True
+    assert read(token_file) == ""
+
+    # a share code: the same, once the share has ended and a token is in the file again
+    ended = as_user(egi, alice, "DELETE", f"/shares/{ALICE}/")
+    assert ended.status_code == 204, ended.text
+    # with the watcher asleep, the next background refresh writes the file again (the
+    # server is no longer shared)
+    restored = wait_until(
+        lambda: read(token_file) and read(token_file) == egi.auth_state(ALICE)["access_token"],
+        LIFETIME * 2,
+        "a token in the file after the share ended",
+    )
+    code = as_user(egi, alice, "POST", f"/share-codes/{ALICE}/", json={})
+    assert code.status_code == 200, code.text
+    assert read(token_file) == ""
+    assert egi.provider.introspect(restored)["active"] is False
+
+
+def test_a_server_whose_profile_may_not_be_shared_is_not_shared(egi):
+    egi.provider.settings(access_token_lifetime=LIFETIME)
+    assert login_both(egi)
+    r = egi.hub.api("POST", f"/users/{ALICE}/servers/big", json={"profile": "large"})
+    assert r.status_code in (201, 202), r.text
+    egi.hub.wait_for_server(ALICE, "big")
+    token_file = Path(notebook_environ(ALICE, "big")["EGI_ACCESS_TOKEN_FILE"])
+    alice = user_token(egi, ALICE)
+    before = wait_until(lambda: read(token_file), 60, "a token in the file")
+
+    for kind, body in (("shares", {"user": BOB}), ("share-codes", {})):
+        refused = as_user(egi, alice, "POST", f"/{kind}/{ALICE}/big", json=body)
+        assert refused.status_code == 403, refused.text
+        assert "servers of profile 'large' may not be shared" in refused.json()["message"]
+        listed = as_user(egi, alice, "GET", f"/{kind}/{ALICE}/big")
+        assert listed.status_code == 200 and listed.json()["items"] == [], listed.text
+    # nothing was shared, so nothing was taken away
+    assert read(token_file) == before
+    assert egi.provider.introspect(before)["active"] is True
