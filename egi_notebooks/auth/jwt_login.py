@@ -29,7 +29,6 @@ import jwt
 from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
-from tornado.httpclient import HTTPRequest
 
 from .discovery import ALLOWED_ID_TOKEN_ALGS, DiscoveryError, IdTokenError
 from .refresh import ClientAuthError, InvalidGrant, ProviderError
@@ -278,15 +277,17 @@ class JWTLoginHandler(APIHandler):
 
     async def _post(self, url: str, fields: dict[str, Any]) -> Any:
         authenticator = self.authn
-        request = HTTPRequest(
+        # upstream's httpfetch adds http_request_kwargs; an HTTP error status is an answer
+        return await authenticator.httpfetch(
             url,
+            label="asking the provider about a bearer token",
+            parse_json=False,
+            raise_error=False,
             method="POST",
             headers=authenticator.build_token_info_request_headers(),
             body=urlencode(fields),
             validate_cert=authenticator.validate_server_cert,
-            **authenticator.http_request_kwargs,
         )
-        return await authenticator.http_client.fetch(request, raise_error=False)
 
     async def exchange(self, access_token: str, claims: dict[str, Any]) -> dict[str, Any] | None:
         """RFC 8693 token exchange for a refresh token, when enabled and offered; else None.

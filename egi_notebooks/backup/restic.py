@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-log = logging.getLogger("egi_notebooks.backup")
+log = logging.getLogger(__name__)
 
 #: environment variables restic reads for its backends (S3, rest-server, ...), passed through
 #: when set; the ones whose values are secrets are redacted from anything logged

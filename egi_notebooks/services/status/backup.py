@@ -37,7 +37,7 @@ try:
 except ImportError:  # older clients: their "latest" is the 0.0.4 text format
     from prometheus_client.exposition import CONTENT_TYPE_LATEST as CONTENT_TYPE
 
-log = logging.getLogger("egi_notebooks.services")
+log = logging.getLogger(__name__)
 
 
 class BackupStatus(Configurable):
