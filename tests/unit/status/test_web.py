@@ -109,7 +109,7 @@ def test_unknown_phase_in_timeouts_is_refused_at_start_up(tmp_path, capsys):
     app = StatusApp()
     with pytest.raises(SystemExit):
         app.initialize(
-            [f"--StatusApp.history_file={tmp_path / 'h.json'}", "--StatusApp.timeouts={'spwan': 5}"]
+            [f"--StatusApp.history_file={tmp_path / 'h.json'}", "--StatusApp.timeouts=spwan=5"]
         )
     # the Application's own log handler writes to stderr: one line naming the trait
     assert "StatusApp.timeouts: unknown phases ['spwan']" in capsys.readouterr().err
