@@ -4,8 +4,10 @@ JupyterHub's sharing (``POST /hub/api/shares/{owner}/{server}``, share codes) le
 users into a server: its terminals and kernels run as the owner's pod, so everything the pod
 holds is theirs to read. While a server is shared (a live Share or ShareCode exists for it)
 its token Secret holds no token, and the access token delivered before the share is revoked
-at the provider. JupyterHub has no hook when a share is made, so the hub learns of new shares
-by a :class:`ShareWatcher` in the hub process that reads the hub database every
+at the provider. JupyterHub has no hook when a share is made: the share API requests go
+through ``egi_notebooks.auth.share_guard``, which has the spawner withhold its tokens before
+JupyterHub makes the share, and the shares made otherwise (and the end of every share) are
+seen by a :class:`ShareWatcher` in the hub process that reads the hub database every
 ``EGISpawner.share_check_interval`` seconds; every write of a token Secret (spawn, refresh)
 checks the database at that moment, so a share never receives a token written after it was
 seen. The tokens service checks the shares of the calling server at each request.

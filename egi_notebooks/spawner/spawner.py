@@ -138,24 +138,26 @@ class EGISpawner(KubeSpawner):
     share_check_interval = Float(
         5,
         config=True,
-        help="""Seconds between two reads of the hub database for shares of running servers
-        (JupyterHub's sharing has no event to wait for). Within this long of a server being
-        shared its token Secret is emptied and the access token last delivered to it is
-        revoked; within this long of its last share ending the current tokens are written
+        help="""Seconds between two reads of the hub database for shares of running servers.
+        A share asked for through the hub's share API withholds the tokens before it exists;
+        a share made otherwise (on a stopped server that starts, found at a hub start) has
+        its token Secret emptied and the access tokens delivered to it revoked within this
+        long; within this long of its last share ending the current tokens are written
         again. Read once per hub process, from the first spawner.""",
     )
     sharing_refused_profiles = List(
         Unicode(),
         config=True,
-        help="""Profile slugs whose servers may not be shared: shares and share codes found
-        on them are deleted (within share_check_interval, after the tokens are withheld).""",
+        help="""Profile slugs whose servers may not be shared: the share API refuses (403)
+        shares and share codes of them; any found on them are deleted (within
+        share_check_interval, after the tokens are withheld).""",
     )
     sharing_refused_vos = List(
         Unicode(),
         config=True,
-        help="""VOs whose servers (by the server's primary VO) may not be shared: shares and
-        share codes found on them are deleted (within share_check_interval, after the tokens
-        are withheld).""",
+        help="""VOs whose servers (by the server's primary VO) may not be shared: the share
+        API refuses (403) shares and share codes of them; any found on them are deleted
+        (within share_check_interval, after the tokens are withheld).""",
     )
     k8s_api_attempts = Integer(
         4, config=True, help="Attempts per Kubernetes call for Secrets and claims (bounded)."
