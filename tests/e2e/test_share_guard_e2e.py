@@ -118,3 +118,20 @@ def test_a_server_whose_profile_may_not_be_shared_is_not_shared(egi):
     # nothing was shared, so nothing was taken away
     assert read(token_file) == before
     assert egi.provider.introspect(before)["active"] is True
+
+
+def test_a_share_is_refused_when_the_tokens_cannot_be_revoked(egi):
+    assert login_both(egi)
+    started(egi, ALICE)
+    token_file = Path(notebook_environ(ALICE)["EGI_ACCESS_TOKEN_FILE"])
+    alice = user_token(egi, ALICE)
+    before = wait_until(lambda: read(token_file), 60, "a token in the file")
+
+    egi.provider.stop()  # the provider is down: nothing can be revoked
+    refused = as_user(egi, alice, "POST", f"/shares/{ALICE}/", json={"user": BOB})
+    assert refused.status_code == 503, refused.text
+    assert "Nothing was shared" in refused.json()["message"]
+    listed = as_user(egi, alice, "GET", f"/shares/{ALICE}/")
+    assert listed.status_code == 200 and listed.json()["items"] == [], listed.text
+    # no share: the server has its (unrevoked) token in its file again
+    wait_until(lambda: read(token_file) == before, 60, "the token back in the file")
