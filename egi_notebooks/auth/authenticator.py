@@ -14,6 +14,7 @@ import asyncio
 import os
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -50,7 +51,13 @@ from .background import BackgroundRefresher
 from .discovery import DiscoveryError, IdTokenError, OIDCMetadata
 from .jwt_login import DEFAULT_JWT_LOGIN_SCOPES, JWT_LOGIN_PATH, JWTLoginHandler
 from .login import EGICallbackHandler, EGILoginHandler, nonce_from_state_cookie
-from .logout import EGILogoutHandler, end_session_url, revoke_auth_state_tokens, strip_tokens
+from .logout import (
+    EGILogoutHandler,
+    end_session_url,
+    revoke_auth_state_tokens,
+    revoke_token,
+    strip_tokens,
+)
 from .refresh import (
     ClientAuthError,
     InvalidGrant,
@@ -603,6 +610,21 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
             return None
         value = document.get(key)
         return value if isinstance(value, str) else None
+
+    async def revoke_access_tokens(self, tokens: Iterable[str]) -> int:
+        """Revoke access tokens at the provider (for the spawner, when a server is shared):
+        how many the provider confirmed revoked."""
+        tokens = [t for t in tokens if t]
+        if not tokens:
+            return 0
+        endpoint = await self.get_endpoint("revocation_endpoint")
+        if not endpoint:
+            self.log.warning("No revocation_endpoint from the provider: tokens not revoked")
+            return 0
+        revoked = 0
+        for token in tokens:
+            revoked += await revoke_token(self, endpoint, token, "access_token")
+        return revoked
 
     def get_handlers(self, app: Any) -> list:
         # JupyterHub calls this while its loop runs: warm the discovery cache in the

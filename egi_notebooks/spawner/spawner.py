@@ -503,12 +503,10 @@ class EGISpawner(KubeSpawner):
     async def _revoke_delivered_tokens(self) -> tuple[int, int]:
         """Revoke the access tokens this server may hold: how many the provider confirmed
         revoked, of how many."""
-        authenticator = self.authenticator
-        get_endpoint = getattr(authenticator, "get_endpoint", None)
-        if get_endpoint is None:
-            return 0, 0  # not EGICheckinAuthenticator: nothing to revoke with
-        from ..auth.logout import revoke_token
-
+        # the authenticator's hook (EGICheckinAuthenticator has it; others cannot revoke)
+        revoke = getattr(self.authenticator, "revoke_access_tokens", None)
+        if revoke is None:
+            return 0, 0
         auth_state = await self.user.get_auth_state() or {}
         # the Secret's recent tokens (written by any server mounting it), and the one the
         # tokens service hands out until it sees the share
@@ -516,13 +514,7 @@ class EGISpawner(KubeSpawner):
         candidates: list[Any] = [t for s in servers for t in s._delivered_access_tokens]
         candidates.append(auth_state.get("access_token"))
         tokens = {t for t in candidates if isinstance(t, str) and t}
-        endpoint = await get_endpoint("revocation_endpoint") if tokens else None
-        revoked = 0
-        if tokens and not endpoint:
-            self.log.warning("No revocation_endpoint from the provider: tokens not revoked")
-        elif endpoint:
-            for token in tokens:
-                revoked += await revoke_token(authenticator, endpoint, token, "access_token")
+        revoked = await revoke(sorted(tokens)) if tokens else 0
         if revoked == len(tokens):
             for server in servers:
                 server._delivered_access_tokens = ()

@@ -149,8 +149,8 @@ class FakeAuthenticator:
         self.states = user_states
         self.forced: list[str] = []
 
-    async def get_endpoint(self, key: str) -> str:
-        return "https://issuer.invalid/revoke"
+    async def revoke_access_tokens(self, tokens) -> int:
+        return 0  # the revoked fixture (or a test) replaces it
 
     async def refresh_tokens(self, user, force: bool = False):
         from egi_notebooks.spawner.spawner import tokens_changed
@@ -173,12 +173,12 @@ def secret_files(cluster, name="egi-token-alice"):
 def revoked(monkeypatch):
     calls: list[str] = []
 
-    async def revoke_token(authenticator, endpoint, token, hint):
-        assert hint == "access_token" and endpoint == "https://issuer.invalid/revoke"
-        calls.append(token)
-        return True
+    async def revoke_access_tokens(authenticator, tokens) -> int:
+        tokens = list(tokens)
+        calls.extend(tokens)
+        return len(tokens)
 
-    monkeypatch.setattr("egi_notebooks.auth.logout.revoke_token", revoke_token)
+    monkeypatch.setattr(FakeAuthenticator, "revoke_access_tokens", revoke_access_tokens)
     return calls
 
 
@@ -310,10 +310,10 @@ async def test_before_share_fails_when_the_provider_does_not_revoke(
 ):
     from .conftest import spawn
 
-    async def refused(authenticator, endpoint, token, hint):
-        return False
+    async def refused(authenticator, tokens) -> int:
+        return 0
 
-    monkeypatch.setattr("egi_notebooks.auth.logout.revoke_token", refused)
+    monkeypatch.setattr(FakeAuthenticator, "revoke_access_tokens", refused)
     made, alice, bob = servers
     spawner = make_spawner(authenticator=FakeAuthenticator({}))
     spawner.orm_spawner = made["alice/"]
