@@ -50,7 +50,7 @@ def test_the_share_request_returns_with_the_file_empty_and_the_tokens_revoked(eg
     egi.provider.settings(access_token_lifetime=LIFETIME)
     assert login_both(egi)
     started(egi, ALICE)
-    env = notebook_environ(ALICE)
+    env = notebook_environ(egi, ALICE)
     token_file = Path(env["EGI_ACCESS_TOKEN_FILE"])
     server_api_token = env["JUPYTERHUB_API_TOKEN"]
     alice = user_token(egi, ALICE)
@@ -105,7 +105,7 @@ def test_a_server_whose_profile_may_not_be_shared_is_not_shared(egi):
     r = egi.hub.api("POST", f"/users/{ALICE}/servers/big", json={"profile": "large"})
     assert r.status_code in (201, 202), r.text
     egi.hub.wait_for_server(ALICE, "big")
-    token_file = Path(notebook_environ(ALICE, "big")["EGI_ACCESS_TOKEN_FILE"])
+    token_file = Path(notebook_environ(egi, ALICE, "big")["EGI_ACCESS_TOKEN_FILE"])
     alice = user_token(egi, ALICE)
     before = wait_until(lambda: read(token_file), 60, "a token in the file")
 
@@ -123,7 +123,7 @@ def test_a_server_whose_profile_may_not_be_shared_is_not_shared(egi):
 def test_a_share_is_refused_when_the_tokens_cannot_be_revoked(egi):
     assert login_both(egi)
     started(egi, ALICE)
-    token_file = Path(notebook_environ(ALICE)["EGI_ACCESS_TOKEN_FILE"])
+    token_file = Path(notebook_environ(egi, ALICE)["EGI_ACCESS_TOKEN_FILE"])
     alice = user_token(egi, ALICE)
     before = wait_until(lambda: read(token_file), 60, "a token in the file")
 

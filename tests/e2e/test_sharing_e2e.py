@@ -108,7 +108,7 @@ def test_a_shared_server_gets_no_token_and_the_delivered_one_is_revoked(egi):
     egi.provider.settings(access_token_lifetime=LIFETIME)
     assert login(egi.hub.url, "alice").ok and login(egi.hub.url, "bob").ok
     started(egi, ALICE)
-    env = notebook_environ(ALICE)
+    env = notebook_environ(egi, ALICE)
     token_file = Path(env["EGI_ACCESS_TOKEN_FILE"])
     server_api_token = env["JUPYTERHUB_API_TOKEN"]
     alice = user_token(egi, ALICE)

@@ -120,8 +120,11 @@ def secret_tokens(egi, name: str) -> dict[str, str] | None:
     return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
 
-def notebook_environ(user: str, server: str = "") -> dict[str, str]:
-    """The environment of the running single-user server process (what a notebook sees)."""
+def notebook_environ(egi, user: str, server: str = "") -> dict[str, str]:
+    """The environment of ``user``'s running single-user server process of this test's hub
+    (what a notebook sees). Other tests run hubs with the same users at the same time: the
+    process is the one whose hub API URL has this hub's port."""
+    api_port = f":{egi.hub.hub_port}/"
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -133,7 +136,7 @@ def notebook_environ(user: str, server: str = "") -> dict[str, str]:
             item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item
         )
         if env.get("JUPYTERHUB_USER") == user and env.get("JUPYTERHUB_SERVER_NAME", "") == server:
-            if "EGI_ACCESS_TOKEN_FILE" in env:
+            if "EGI_ACCESS_TOKEN_FILE" in env and api_port in env.get("JUPYTERHUB_API_URL", ""):
                 return env
     raise AssertionError(f"no single-user server process for {user}/{server}")
 
@@ -189,7 +192,7 @@ def test_login_spawn_token_file_refresh_stop_respawn_delete(egi):
     assert egi.k8s.get("persistentvolumeclaims", NS, claim) is not None
 
     # the token file the notebook is told about holds the current access token, only that
-    env = notebook_environ(alice)
+    env = notebook_environ(egi, alice)
     token_file = Path(env["EGI_ACCESS_TOKEN_FILE"])
     assert token_file.name == "access_token"
     state = egi.auth_state(alice)
@@ -213,7 +216,7 @@ def test_login_spawn_token_file_refresh_stop_respawn_delete(egi):
         return current != old and token_file.read_text() == current
 
     wait_until(refreshed, TOKEN_LIFETIME + 10, "a refreshed token in the token file")
-    assert Path(notebook_environ(alice)["EGI_ACCESS_TOKEN_FILE"]) == token_file
+    assert Path(notebook_environ(egi, alice)["EGI_ACCESS_TOKEN_FILE"]) == token_file
     assert egi.provider.introspect(token_file.read_text())["active"] is True
 
     # work kept in the home directory survives stop and respawn on the same claim
@@ -286,7 +289,7 @@ def test_user_without_auth_state_spawns(egi):
     assert "/data/notebooks" not in mounts
     secret_name = mounts["/var/run/secrets/egi.eu/"]["secret"]["secretName"]
     assert secret_tokens(egi, secret_name) == {}
-    token_dir = Path(notebook_environ("probe")["EGI_ACCESS_TOKEN_FILE"]).parent
+    token_dir = Path(notebook_environ(egi, "probe")["EGI_ACCESS_TOKEN_FILE"]).parent
     assert [p for p in token_dir.iterdir() if not p.name.startswith(".")] == []
     assert "Traceback" not in egi.hub.log()
     stop(egi, "probe")
