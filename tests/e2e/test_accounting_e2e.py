@@ -49,6 +49,7 @@ from tests.harness.hub import LOCAL_SPAWNER_CONFIG, HubProcess, free_port
 from tests.harness.login import login
 from tests.harness.postgres import postgres_or_skip
 from tests.harness.provider import CERTIFIED
+from tests.harness.waiting import wait_until as wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
@@ -194,13 +195,6 @@ def sessions_of(sessions) -> dict[tuple[str, str], list[Session]]:
         for row in s.scalars(select(Session).order_by(Session.id)):
             found.setdefault((row.user, row.server_name), []).append(row)
     return found
-
-
-def wait_for(predicate, timeout: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 async def test_sessions_from_a_real_hub(hub, database_urls, monkeypatch):

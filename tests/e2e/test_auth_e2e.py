@@ -11,6 +11,7 @@ import pytest
 
 from egi_notebooks.demo.accounts import demo_users, entitlement
 from tests.harness.login import login, sign_out_at_provider
+from tests.harness.waiting import wait_until
 
 # the certified provider (as EGI Check-in) unless a test needs fault injection
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
@@ -26,13 +27,6 @@ def user_token(egi, name: str) -> str:
     r = egi.hub.api("POST", f"/users/{name}/tokens", json={"note": "test", "expires_in": 3600})
     r.raise_for_status()
     return r.json()["token"]
-
-
-def wait_until(condition, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def sleep_into_refresh_window(egi, name: str, leeway: float = 3) -> None:

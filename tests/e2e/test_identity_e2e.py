@@ -8,12 +8,11 @@ carry an allowed VO's name neither log in nor make an admin, at login and at ref
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from egi_notebooks.demo.accounts import demo_user, demo_users, entitlement
 from tests.harness.login import login
+from tests.harness.waiting import wait_until
 
 # the certified provider, as EGI Check-in
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
@@ -41,13 +40,6 @@ def users() -> dict:
         "hoarder", [entitlement(f"vo{i}.example.org") for i in range(1200)]
     )
     return found
-
-
-def wait_until(condition, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture

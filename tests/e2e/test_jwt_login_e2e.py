@@ -32,6 +32,7 @@ from tests.harness.provider import (  # noqa: F401 (provider_factory is a fixtur
     pkce_pair,
     provider_factory,
 )
+from tests.harness.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
@@ -147,16 +148,6 @@ def epoch(iso: str) -> float:
 
 def as_user(egi: EGIHub, token: str, method: str, path: str, **kw) -> httpx.Response:
     return egi.hub.api(method, path, token=token, **kw)
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ----- the opaque access tokens Check-in issues ------------------------------------------

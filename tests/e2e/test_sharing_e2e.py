@@ -24,6 +24,7 @@ from tests.e2e.test_spawner_e2e import (
 )
 from tests.harness.hub import free_port
 from tests.harness.login import login
+from tests.harness.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
@@ -50,16 +51,6 @@ def egi(tmp_path):
     with spawner_hub(tmp_path, sharing_config(free_port())) as hub:
         hub.service_url = f"{hub.hub.url}/services/tokens/token"
         yield hub
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def tokens_service(egi, token: str) -> httpx.Response:

@@ -23,6 +23,7 @@ from tests.harness.egi_hub import EGIHub
 from tests.harness.k8s.process import EmulatorProcess
 from tests.harness.login import login
 from tests.harness.provider import CERTIFIED
+from tests.harness.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
@@ -155,16 +156,6 @@ def through_proxy(egi, user: str, token: str, path: str, method: str = "GET", **
         timeout=30,
         **kw,
     )
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ----- tests -----------------------------------------------------------------------------

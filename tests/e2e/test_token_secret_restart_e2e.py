@@ -7,8 +7,6 @@ running servers at start-up, before their tokens are next refreshed.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.e2e.test_spawner_e2e import (
@@ -21,6 +19,7 @@ from tests.e2e.test_spawner_e2e import (
     volumes_by_mount,
 )
 from tests.harness.login import login
+from tests.harness.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
@@ -29,13 +28,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 def egi(tmp_path):
     with spawner_hub(tmp_path, "c.JupyterHub.cleanup_servers = False\n") as hub:
         yield hub
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def test_refreshed_tokens_reach_the_secret_of_a_server_from_before_the_restart(egi):
