@@ -105,7 +105,7 @@ def main() -> None:
         egi.provider.settings(access_token_lifetime=600)  # no expiry inside a round
         assert login(egi.hub.url, "alice").ok and login(egi.hub.url, "bob").ok
         started(egi, ALICE)
-        env = notebook_environ(ALICE)
+        env = notebook_environ(egi, ALICE)
         server_token, token_file = env["JUPYTERHUB_API_TOKEN"], Path(env["EGI_ACCESS_TOKEN_FILE"])
         alice = user_token(egi, ALICE)
         assert wait_for_tokens_service(egi, server_token).status_code == 200
