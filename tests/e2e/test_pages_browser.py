@@ -9,21 +9,20 @@ must find no serious or critical accessibility violation.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.harness.browser import CHROMIUM, ROOT, Screenshots, launch_chromium
+from tests.harness.axe import AXE, serious_violations
+from tests.harness.browser import CHROMIUM, Screenshots, launch_chromium
 from tests.harness.egi_hub import EGIHub
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG, free_port
 from tests.harness.missing import missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 SIGN_IN = "Sign in with EGI Check-in"
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 NOT_MEMBER_SENTENCE = "Sorry, you are not currently authorized to use this hub."
 
 
@@ -86,18 +85,6 @@ def page(browser):
     page = browser.new_page()
     yield page
     page.close()
-
-
-def serious_violations(page) -> list[str]:  # noqa: ANN001 (playwright's own types)
-    """axe-core's serious and critical violations on the page, one line each."""
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("async () => JSON.stringify(await axe.run(document))")
-    found = []
-    for violation in json.loads(result)["violations"]:
-        if violation["impact"] in ("serious", "critical"):
-            targets = [" ".join(map(str, n["target"])) for n in violation["nodes"]][:5]
-            found.append(f"{violation['id']} ({violation['impact']}): {targets}")
-    return found
 
 
 def check_page(page, shots: Screenshots, step: str) -> None:  # noqa: ANN001
