@@ -21,7 +21,13 @@ from pathlib import Path
 
 from ..cli import HelpFormatter
 from .accounts import DEMO_ENTITLEMENTS, make_config
-from .processes import ChildProcess, free_port, port_is_free, start_checkin_provider
+from .processes import (
+    ChildProcess,
+    PortPicker,
+    parse_port_range,
+    port_is_free,
+    start_checkin_provider,
+)
 
 CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
 DEMO_LOGINS = {
@@ -30,6 +36,16 @@ DEMO_LOGINS = {
     "admin": "manager of vo.notebooks.egi.eu: hub admin",
     "mallory": "member of vo.other.eu only: refused (403)",
 }
+
+
+DEMO_INTERNAL_PORTS = "10000-19999"
+
+
+def port_range(text: str) -> tuple[int, int]:
+    try:
+        return parse_port_range(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -43,6 +59,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fresh", action="store_true", help="start with an empty state dir")
     parser.add_argument(
         "--extra-config", help="a Python file appended to the demo's hub configuration"
+    )
+    parser.add_argument(
+        "--internal-ports",
+        default=DEMO_INTERNAL_PORTS,
+        type=port_range,
+        metavar="LOW-HIGH",
+        help="where the hub, the proxy's API and the services listen: keep it below the "
+        "kernel's ephemeral range (net.ipv4.ip_local_port_range), where an outgoing "
+        "connection could take a port before its child binds it",
     )
     parser.add_argument(
         "--exit-when-ready", action="store_true", help="stop again once the hub answers (checks)"
@@ -106,6 +131,8 @@ class Demo:
         self.state = Path(args.state_dir).resolve()
         self.url = f"http://127.0.0.1:{args.port}"
         self.children: list[ChildProcess] = []
+        low, high = args.internal_ports
+        self.free_port = PortPicker(low, high + 1, avoid=frozenset({args.port}))
 
     def start(self) -> None:
         if self.args.fresh:
@@ -139,11 +166,11 @@ class Demo:
             {
                 "EGI_DEMO_STATE": str(self.state),
                 "EGI_DEMO_PORT": str(self.args.port),
-                "EGI_DEMO_HUB_PORT": str(free_port()),
-                "EGI_DEMO_PROXY_API_PORT": str(free_port()),
-                "EGI_DEMO_TOKENS_PORT": str(free_port()),
-                "EGI_DEMO_STATUS_PORT": str(free_port()),
-                "EGI_DEMO_ACCOUNTING_PORT": str(free_port()),
+                "EGI_DEMO_HUB_PORT": str(self.free_port()),
+                "EGI_DEMO_PROXY_API_PORT": str(self.free_port()),
+                "EGI_DEMO_TOKENS_PORT": str(self.free_port()),
+                "EGI_DEMO_STATUS_PORT": str(self.free_port()),
+                "EGI_DEMO_ACCOUNTING_PORT": str(self.free_port()),
                 "EGI_DEMO_ISSUER": provider["issuer"],
                 "EGI_DEMO_CLIENT_ID": provider["clients"][0]["client_id"],
                 "EGI_DEMO_CLIENT_SECRET": provider["clients"][0]["client_secret"],

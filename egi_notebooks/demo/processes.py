@@ -9,10 +9,12 @@ which then stops every child in order.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,10 +35,56 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for port-0 binds and outgoing connections (both ends included)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """``"LOW-HIGH"`` (both included) as ``(low, high)``; a ValueError says what is wrong."""
+    low_text, sep, high_text = text.partition("-")
+    if not sep or not low_text.strip().isdigit() or not high_text.strip().isdigit():
+        raise ValueError(f"port range {text!r}: write it as LOW-HIGH, e.g. 10000-19999")
+    low, high = int(low_text), int(high_text)
+    if not (1 <= low <= 65535 and 1 <= high <= 65535):
+        raise ValueError(f"port range {text!r}: ports are between 1 and 65535")
+    if low > high:
+        raise ValueError(f"port range {text!r}: LOW must not be above HIGH")
+    return low, high
+
+
+class PortPicker:
+    """Free ports from ``[low, high)``, each handed out once before the picker wraps around.
+
+    A picked port is bound later, by a child. A port from the kernel's ephemeral range can be
+    taken in between by any outgoing connection or port-0 bind on the machine (a kernel's
+    ZeroMQ sockets, a single-user server), and two processes asking the kernel for a port-0
+    port can both get the same one. A range below the ephemeral range that only this picker
+    walks has neither race.
+    """
+
+    def __init__(
+        self, low: int, high: int, start: int | None = None, avoid: frozenset[int] = frozenset()
+    ) -> None:
+        if not low < high:
+            raise ValueError(f"empty port range {low}-{high - 1}")
+        self.low, self.high = low, high
+        self.avoid = avoid  # ports free now that something else binds later
+        self._next = random.randrange(low, high) if start is None else start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            for _ in range(self.high - self.low):
+                port = self._next
+                self._next = self.low + (port + 1 - self.low) % (self.high - self.low)
+                if port not in self.avoid and port_is_free(port):
+                    return port
+        raise RuntimeError(f"no free port in {self.low}-{self.high - 1}")
 
 
 class ChildProcess:

@@ -13,9 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from egi_notebooks.demo.processes import free_port, port_is_free
-from tests.harness.browser import ROOT, DemoProcess, describe, stop_and_check
+from egi_notebooks.demo.processes import parse_port_range, port_is_free
+from tests.harness.browser import (
+    ROOT,
+    DemoProcess,
+    describe,
+    listening_ports,
+    stop_and_check,
+)
 from tests.harness.login import login as sign_in
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.e2e
 PROBE_USER = "egi-notebooks-probe"  # the status service's user: its server starts ~5 s in
@@ -90,6 +97,38 @@ def test_user_homes_live_in_the_state_dir(demo):
         if "jupyterhub-singleuser" in describe(pid)
     }
     assert homes and all(h.startswith(str(demo.state_dir)) for h in homes), homes
+
+
+def test_the_hub_proxy_api_and_services_listen_in_the_internal_port_range(demo):
+    low, high = parse_port_range(demo.internal_ports)
+    hubs = [pid for pid in demo.descendants() if "jupyterhub_config.py" in describe(pid)]
+    assert len(hubs) == 1, hubs
+    environ = dict(
+        item.split("=", 1)
+        for item in Path(f"/proc/{hubs[0]}/environ").read_text().split("\0")
+        if "=" in item
+    )
+    internal = {
+        int(value)
+        for name, value in environ.items()
+        if name.endswith("_PORT") and name != "EGI_DEMO_PORT"
+    }
+    assert len(internal) == 5, environ  # hub, proxy API, tokens, status, accounting
+    assert all(low <= port <= high for port in internal), (internal, demo.internal_ports)
+    assert internal <= listening_ports(demo.descendants())
+
+
+def test_a_bad_internal_port_range_is_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "egi_notebooks.cli", "demo", "--internal-ports", "20000-10000"]
+        + ["--state-dir", str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "LOW must not be above HIGH" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "state").exists()
 
 
 def test_ctrl_c_stops_everything_and_state_stays_in_its_directory(demo):

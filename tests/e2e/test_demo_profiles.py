@@ -12,9 +12,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from egi_notebooks.demo.processes import free_port
 from tests.harness.browser import DemoProcess, stop_and_check
 from tests.harness.login import form_fields, login
+from tests.harness.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 

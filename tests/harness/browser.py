@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from .ports import demo_port_block
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -165,6 +167,8 @@ class DemoProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.command = [sys.executable, "-m", "egi_notebooks.cli", "demo", "--port", str(port)]
         self.command += ["--state-dir", str(state_dir), "--fresh", *(extra_args or [])]
+        self.internal_ports = demo_port_block()
+        self.command += ["--internal-ports", self.internal_ports]
         self.proc: subprocess.Popen | None = None
         self.output: list[str] = []
         self._banner = threading.Event()

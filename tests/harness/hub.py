@@ -17,7 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from egi_notebooks.demo.processes import ChildProcess, free_port
+from egi_notebooks.demo.processes import ChildProcess
+
+from .ports import free_port
 
 __all__ = ["LOCAL_SPAWNER_CONFIG", "HubProcess", "chp_command", "free_port"]
 

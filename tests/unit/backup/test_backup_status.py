@@ -4,7 +4,6 @@ metrics, from the status file of a real backup run."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from egi_notebooks.backup.status import save
 from egi_notebooks.services.status.app import StatusApp
 from egi_notebooks.services.status.backup import add_backup_status
 from egi_notebooks.services.status.web import make_web_app
+from tests.harness.ports import free_port
 
 from .conftest import PASSWORD, make_home
 
@@ -61,12 +61,6 @@ def test_nagios_check_exit_codes(tmp_path):
     broken = check(tmp_path / "broken.json")
     assert broken.returncode == 3 and broken.stdout.startswith("BACKUP UNKNOWN")
     assert "|" in ok.stdout and "oldest_age=" in ok.stdout  # performance data
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_status_service_serves_backup_json_and_metrics(setup):
