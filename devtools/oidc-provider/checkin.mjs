@@ -204,7 +204,7 @@ class Adapter {
         post_logout_redirect_uris: c.post_logout_redirect_uris ?? [],
         grant_types: ['authorization_code', 'refresh_token', ...(config.settings.token_exchange ? [TOKEN_EXCHANGE] : [])],
         response_types: ['code'],
-        token_endpoint_auth_method: 'client_secret_basic',
+        token_endpoint_auth_method: c.token_endpoint_auth_method ?? 'client_secret_basic',
         scope: CLIENT_SCOPE,
       };
     }

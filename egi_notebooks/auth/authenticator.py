@@ -666,21 +666,32 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
             refresher.wake()
 
     # ---- token endpoint ---------------------------------------------------------------
+    async def post_as_client(self, url: str, fields: dict[str, Any], label: str) -> Any:
+        """A form POST to one of the provider's endpoints (token, introspection, revocation),
+        the client authenticated as ``token_endpoint_auth_method`` says (RFC 6749 2.3.1,
+        RFC 7009 2.1, RFC 7662 2.1): upstream's HTTP Basic header, or the credentials in the
+        form. Returns the response, an HTTP error status included (code 599: unreachable)."""
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if not self.basic_auth:
+            fields.update(client_id=self.client_id, client_secret=self.client_secret)
+        # upstream's httpfetch adds http_request_kwargs
+        return await self.httpfetch(
+            url,
+            label=label,
+            parse_json=False,
+            raise_error=False,
+            method="POST",
+            headers=self.build_token_info_request_headers(),
+            body=urlencode(fields),
+            validate_cert=self.validate_server_cert,
+        )
+
     async def post_token_endpoint(self, params: dict[str, Any]) -> dict[str, Any]:
         """POST to the token endpoint; raises ProviderError / InvalidGrant (never token values)."""
         await self.ensure_endpoints()
-        fields = {k: v for k, v in params.items() if v is not None and k != "data"}
+        fields = {k: v for k, v in params.items() if k != "data"}
         try:
-            response = await self.httpfetch(
-                self.token_url,
-                label="at the token endpoint",
-                parse_json=False,
-                raise_error=False,
-                method="POST",
-                headers=self.build_token_info_request_headers(),
-                body=urlencode(fields),
-                validate_cert=self.validate_server_cert,
-            )
+            response = await self.post_as_client(self.token_url, fields, "at the token endpoint")
         except Exception as e:
             raise ProviderError(f"cannot reach the token endpoint: {type(e).__name__}: {e}") from e
         if response.code == 599:

@@ -23,7 +23,6 @@ import time
 from datetime import UTC, datetime
 from inspect import isawaitable
 from typing import Any
-from urllib.parse import urlencode
 
 import jwt
 from jupyterhub import orm
@@ -256,17 +255,26 @@ class JWTLoginHandler(APIHandler):
                 503, f"{authenticator.login_service} offers no token introspection."
             )
         body = {"token": access_token, "token_type_hint": "access_token"}
-        response = await self._post(url, body)
+        response = await authenticator.post_as_client(
+            url, body, "asking the provider about a bearer token"
+        )
         if response.code == 599 or response.code >= 500:
             raise web.HTTPError(503, f"{authenticator.login_service} did not answer; try again.")
         try:
             answer = json.loads(response.body or b"null")
         except ValueError:
             answer = None
-        if response.code in (401, 403):
-            authenticator.log_client_rejected(ClientAuthError(f"introspection {response.code}"))
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if response.code in (401, 403) or error == "invalid_client":
+            authenticator.log_client_rejected(
+                ClientAuthError(f"introspection: HTTP {response.code} {error or ''}".strip())
+            )
             raise web.HTTPError(503, "Token introspection is misconfigured; contact the operators.")
         if response.code != 200 or not isinstance(answer, dict):
+            # the provider's error code only: its description may quote the token
+            self.log.warning(
+                "jwt_login: introspection answered HTTP %s %s", response.code, error or ""
+            )
             raise web.HTTPError(503, f"{authenticator.login_service} answered unusably.")
         if answer.get("active") is not True:
             raise BearerError("The access token is not active (expired or revoked).")
@@ -274,20 +282,6 @@ class JWTLoginHandler(APIHandler):
         if iss is not None and iss.rstrip("/") != authenticator.metadata.issuer:
             raise BearerError("The access token is from another issuer.")
         return answer
-
-    async def _post(self, url: str, fields: dict[str, Any]) -> Any:
-        authenticator = self.authn
-        # upstream's httpfetch adds http_request_kwargs; an HTTP error status is an answer
-        return await authenticator.httpfetch(
-            url,
-            label="asking the provider about a bearer token",
-            parse_json=False,
-            raise_error=False,
-            method="POST",
-            headers=authenticator.build_token_info_request_headers(),
-            body=urlencode(fields),
-            validate_cert=authenticator.validate_server_cert,
-        )
 
     async def exchange(self, access_token: str, claims: dict[str, Any]) -> dict[str, Any] | None:
         """RFC 8693 token exchange for a refresh token, when enabled and offered; else None.
@@ -309,9 +303,6 @@ class JWTLoginHandler(APIHandler):
             "requested_token_type": REFRESH_TOKEN_TYPE,
             "scope": " ".join(authenticator.token_exchange_scope),
         }
-        if not authenticator.basic_auth:
-            params["client_id"] = authenticator.client_id
-            params["client_secret"] = authenticator.client_secret
         try:
             token_info = await authenticator.post_token_endpoint(params)
         except (ProviderError, InvalidGrant, DiscoveryError) as e:

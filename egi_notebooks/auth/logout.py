@@ -17,28 +17,10 @@ TOKEN_KEYS = ("access_token", "refresh_token", "id_token", "token_response")
 async def revoke_token(
     authenticator: EGICheckinAuthenticator, endpoint: str, token: str, hint: str
 ) -> bool:
-    """Revoke one token; True when the provider confirmed (RFC 7009: 200).
-
-    The client authenticates as at the token endpoint (RFC 7009 2.1): upstream's headers, with
-    HTTP Basic for ``client_secret_basic``, else the credentials in the form.
-    """
-    headers = authenticator.build_token_info_request_headers()
-    fields = {}
-    if not authenticator.basic_auth:
-        fields = {
-            "client_id": authenticator.client_id,
-            "client_secret": authenticator.client_secret,
-        }
+    """Revoke one token; True when the provider confirmed (RFC 7009: 200)."""
     try:
-        response = await authenticator.httpfetch(
-            endpoint,
-            label="revoking a token",
-            parse_json=False,
-            raise_error=False,
-            method="POST",
-            headers=headers,
-            body=urlencode({"token": token, "token_type_hint": hint, **fields}),
-            validate_cert=authenticator.validate_server_cert,
+        response = await authenticator.post_as_client(
+            endpoint, {"token": token, "token_type_hint": hint}, "revoking a token"
         )
     except Exception as e:
         authenticator.log.warning("Token revocation failed: cannot reach %s: %s", endpoint, e)

@@ -64,12 +64,18 @@ def with_clients(egi: EGIHub, *clients: dict) -> EGIHub:
 
 
 @contextlib.contextmanager
-def kube_hub(workdir: Path, extra: str = "", **provider_settings) -> Iterator[EGIHub]:
+def kube_hub(
+    workdir: Path, extra: str = "", hub_client_auth: str | None = None, **provider_settings
+) -> Iterator[EGIHub]:
+    """A hub on the emulated cluster; ``hub_client_auth``: how the provider registers the
+    hub's client (``token_endpoint_auth_method``; default HTTP Basic)."""
     emulator = EmulatorProcess(workdir / "k8s", run_processes=True).start()
     egi = with_clients(
         EGIHub(workdir / "hub", KUBE_CONFIG + extra, CERTIFIED, **provider_settings),
         OTHER,
     )
+    if hub_client_auth:
+        egi.provider_settings["clients"][0]["token_endpoint_auth_method"] = hub_client_auth
     egi.hub.env["KUBECONFIG"] = str(emulator.kubeconfig)
     try:
         egi.start()
@@ -109,17 +115,14 @@ def tokens_for(
         code_challenge_method="S256",
         **extra,
     )
-    r = provider.http.post(
-        provider.endpoint("token"),
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": client["redirect_uris"][0],
-            "code_verifier": verifier,
-            **extra,
-        },
-        auth=(client_id, client["client_secret"]),
-    )
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": client["redirect_uris"][0],
+        "code_verifier": verifier,
+        **extra,
+    }
+    r = provider.http.post(provider.endpoint("token"), **provider.client_auth(form, client_id))
     r.raise_for_status()
     return r.json()
 
@@ -204,6 +207,37 @@ def test_bearer_token_starts_and_reaches_the_users_server(egi):
     egi.hub.wait_for_server(user, ready=False, timeout=120)
     # the bearer token never reaches the hub's log
     assert access not in egi.hub.log()
+
+
+def test_a_client_secret_post_hub_introspects_exchanges_and_revokes(tmp_path):
+    """The provider registers the hub's client with ``client_secret_post`` (credentials in
+    the form; it refuses HTTP Basic): every call the hub makes authenticates that way."""
+    extra = (
+        'c.EGICheckinAuthenticator.token_endpoint_auth_method = "client_secret_post"\n'
+        "c.EGICheckinAuthenticator.token_exchange_enabled = True\n"
+    )
+    with kube_hub(tmp_path, extra, "client_secret_post", token_exchange=True) as egi:
+        user = "alice@egi.eu"
+        # a bearer token: introspection, then token exchange for the hub's own tokens
+        access = tokens_for(egi.provider, "alice")["access_token"]
+        r = jwt_login(egi, access)
+        assert r.status_code == 200, r.text
+        exchanged = egi.auth_state(user)
+        assert exchanged["refresh_token"], "token exchange gave no refresh token"
+        assert egi.provider.introspect(exchanged["refresh_token"])["active"] is True
+        # a browser login (the code exchange), then logout revokes at the provider
+        alice = login(egi.hub.url, "alice")
+        state = egi.auth_state(user)
+        assert egi.provider.introspect(state["refresh_token"])["active"] is True
+        assert alice.client.get(f"{egi.hub.url}/hub/logout").status_code == 302
+        for key in ("refresh_token", "access_token"):
+            assert egi.provider.introspect(state[key])["active"] is False, key
+        assert "refused the hub's client credentials" not in egi.hub.log()
+        # the secret rotated at the provider: a clear 503, and the operator is told why
+        egi.provider.set_client_secret(secrets.token_urlsafe(16))
+        r = jwt_login(egi, tokens_for(egi.provider, "bob")["access_token"])
+        refused(r, 503, "misconfigured")
+        assert "refused the hub's client credentials" in egi.hub.log()
 
 
 def test_a_new_access_token_gets_a_new_hub_token(egi):

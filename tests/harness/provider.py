@@ -189,6 +189,18 @@ class ProviderProcess:
     def client_secret(self) -> str:
         return self.client["client_secret"]
 
+    def client_auth(
+        self, data: dict[str, Any], client_id: str | None = None, secret: str | None = None
+    ) -> dict[str, Any]:
+        """``httpx`` arguments for a form POST as ``client_id`` authenticates: HTTP Basic, or
+        the credentials in the form for a client registered with ``client_secret_post``."""
+        client_id = client_id or self.client_id
+        registered = next((c for c in self.config["clients"] if c["client_id"] == client_id), {})
+        secret = secret or registered.get("client_secret", "")
+        if registered.get("token_endpoint_auth_method") == "client_secret_post":
+            return {"data": {**data, "client_id": client_id, "client_secret": secret}}
+        return {"data": data, "auth": (client_id, secret)}
+
     # -- admin API -------------------------------------------------------------------------------
     def _admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token}"}
@@ -304,8 +316,7 @@ class ProviderProcess:
     def _introspect_args(self, token: str, client_id: str | None, secret: str | None) -> dict:
         return {
             "url": self.endpoint("introspection"),
-            "data": {"token": token},
-            "auth": (client_id or self.client_id, secret or self.client_secret),
+            **self.client_auth({"token": token}, client_id, secret),
         }
 
     def introspect(
@@ -388,16 +399,13 @@ class ProviderProcess:
         code = self.get_code(
             login, scope=scope, code_challenge=challenge, code_challenge_method="S256", **params
         )
-        r = self.http.post(
-            self.endpoint("token"),
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": params.get("redirect_uri", self.client["redirect_uris"][0]),
-                "code_verifier": verifier,
-            },
-            auth=(self.client_id, self.client_secret),
-        )
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": params.get("redirect_uri", self.client["redirect_uris"][0]),
+            "code_verifier": verifier,
+        }
+        r = self.http.post(self.endpoint("token"), **self.client_auth(form))
         r.raise_for_status()
         return r.json()
 
