@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from egi_notebooks.spawner import annotations as ann
-from tests.harness.egi_hub import EGIHub
-from tests.harness.k8s.process import EmulatorProcess
+from tests.harness.egi_hub import EGIHub, kube_spawner_config, on_cluster
 from tests.harness.login import login
 from tests.harness.provider import CERTIFIED
 
@@ -58,20 +57,11 @@ USERS = {
     ),
 }
 
-HUB_CONFIG = f"""
-c.JupyterHub.spawner_class = "egi-kubespawner"
-c.EGISpawner.namespace = {NS!r}
-c.EGISpawner.cmd = ["jupyterhub-singleuser"]
-c.EGISpawner.args = ["--ServerApp.allow_root=True"]
-c.EGISpawner.start_timeout = 90
-c.EGISpawner.http_timeout = 90
-c.EGISpawner.k8s_api_request_timeout = 5
-"""
+HUB_CONFIG = kube_spawner_config(NS)
 
 
 @contextlib.contextmanager
 def eosc_hub(workdir) -> Iterator[EGIHub]:
-    emulator = EmulatorProcess(workdir / "k8s", run_processes=True).start()
     egi = EGIHub(workdir / "hub", HUB_CONFIG, CERTIFIED, users=USERS)
     # the preset needs the issuer, known once the provider runs: appended by authenticator_config
     base = egi.authenticator_config
@@ -88,14 +78,8 @@ c.EGICheckinAuthenticator.admin_entitlements = set()
         )
 
     egi.authenticator_config = with_preset
-    egi.hub.env["KUBECONFIG"] = str(emulator.kubeconfig)
-    egi.k8s = emulator
-    try:
-        egi.start()
+    with on_cluster(egi, workdir / "k8s"):
         yield egi
-    finally:
-        egi.stop()
-        emulator.stop()
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,8 @@ import jwt
 import pytest
 
 from egi_notebooks.demo.accounts import CLIENT_ID
-from tests.harness.egi_hub import EGIHub
+from tests.harness.egi_hub import EGIHub, kube_spawner_config, on_cluster
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG
-from tests.harness.k8s.process import EmulatorProcess
 from tests.harness.login import login
 from tests.harness.provider import (  # noqa: F401 (provider_factory is a fixture)
     CERTIFIED,
@@ -42,15 +41,7 @@ SCOPE = "openid profile email offline_access eduperson_entitlement voperson_id"
 # not accept tokens of
 CLI = {"client_id": "cli", "redirect_uris": ["http://127.0.0.1:9/cli"]}
 OTHER = {"client_id": "other-service", "redirect_uris": ["http://127.0.0.1:9/other"]}
-KUBE_CONFIG = f"""
-c.JupyterHub.spawner_class = "egi-kubespawner"
-c.EGISpawner.namespace = {NS!r}
-c.EGISpawner.cmd = ["jupyterhub-singleuser"]
-c.EGISpawner.args = ["--ServerApp.allow_root=True"]
-c.EGISpawner.start_timeout = 90
-c.EGISpawner.http_timeout = 90
-c.EGISpawner.k8s_api_request_timeout = 5
-"""
+KUBE_CONFIG = kube_spawner_config(NS)
 
 
 def with_clients(egi: EGIHub, *clients: dict) -> EGIHub:
@@ -69,20 +60,14 @@ def kube_hub(
 ) -> Iterator[EGIHub]:
     """A hub on the emulated cluster; ``hub_client_auth``: how the provider registers the
     hub's client (``token_endpoint_auth_method``; default HTTP Basic)."""
-    emulator = EmulatorProcess(workdir / "k8s", run_processes=True).start()
     egi = with_clients(
         EGIHub(workdir / "hub", KUBE_CONFIG + extra, CERTIFIED, **provider_settings),
         OTHER,
     )
     if hub_client_auth:
         egi.provider_settings["clients"][0]["token_endpoint_auth_method"] = hub_client_auth
-    egi.hub.env["KUBECONFIG"] = str(emulator.kubeconfig)
-    try:
-        egi.start()
+    with on_cluster(egi, workdir / "k8s"):
         yield egi
-    finally:
-        egi.stop()
-        emulator.stop()
 
 
 @pytest.fixture(scope="module")

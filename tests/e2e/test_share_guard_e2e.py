@@ -17,11 +17,11 @@ from tests.e2e.test_sharing_e2e import (
     ALICE,
     BOB,
     LIFETIME,
+    alice_delivering_tokens,
     as_user,
     read,
     sharing_config,
     tokens_service,
-    wait_for_tokens_service,
     wait_until,
 )
 from tests.e2e.test_spawner_e2e import notebook_environ, spawner_hub, started, user_token
@@ -47,22 +47,13 @@ def egi(tmp_path):
 
 
 def test_the_share_request_returns_with_the_file_empty_and_the_tokens_revoked(egi):
-    egi.provider.settings(access_token_lifetime=LIFETIME)
-    assert login_both(egi)
-    started(egi, ALICE)
-    env = notebook_environ(egi, ALICE)
-    token_file = Path(env["EGI_ACCESS_TOKEN_FILE"])
-    server_api_token = env["JUPYTERHUB_API_TOKEN"]
-    alice = user_token(egi, ALICE)
-    wait_until(
-        lambda: read(token_file) == egi.auth_state(ALICE)["access_token"],
-        60,
-        "the access token in the token file",
+    running = alice_delivering_tokens(egi)
+    token_file, server_api_token, alice = (
+        running.token_file,
+        running.server_api_token,
+        running.alice,
     )
-    served = wait_for_tokens_service(egi, server_api_token)
-    assert served.status_code == 200, served.text
-    delivered = {read(token_file), served.json()["access_token"]}
-    expiry = {t: egi.provider.introspect(t)["exp"] for t in delivered}
+    delivered, expiry = running.delivered, running.expiry
     assert all(egi.provider.introspect(t)["active"] for t in delivered)
 
     share = as_user(egi, alice, "POST", f"/shares/{ALICE}/", json={"user": BOB})

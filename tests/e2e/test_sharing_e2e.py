@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -95,26 +96,51 @@ def read(path: Path) -> str | None:
         return None
 
 
-def test_a_shared_server_gets_no_token_and_the_delivered_one_is_revoked(egi):
+class Delivering(NamedTuple):
+    """Alice's running server while it delivers her access token."""
+
+    token_file: Path  # the token file inside the server
+    server_api_token: str  # the server's JUPYTERHUB_API_TOKEN, which the tokens service takes
+    alice: str  # a hub API token of alice's own
+    delivered: set[str]  # the access tokens the file and the tokens service handed out
+    expiry: dict[str, int]  # their exp at the provider
+
+
+def alice_delivering_tokens(egi, server: str = "") -> Delivering:
+    """Alice and bob logged in, alice's server started; waits until the token file and the
+    tokens service deliver her current access token."""
     egi.provider.settings(access_token_lifetime=LIFETIME)
     assert login(egi.hub.url, "alice").ok and login(egi.hub.url, "bob").ok
-    started(egi, ALICE)
-    env = notebook_environ(egi, ALICE)
+    started(egi, ALICE, server)
+    env = notebook_environ(egi, ALICE, server)
     token_file = Path(env["EGI_ACCESS_TOKEN_FILE"])
-    server_api_token = env["JUPYTERHUB_API_TOKEN"]
-    alice = user_token(egi, ALICE)
-    bob = user_token(egi, BOB)
-
-    # before sharing: the file and the tokens service deliver alice's current token
     wait_until(
         lambda: read(token_file) == egi.auth_state(ALICE)["access_token"],
         60,
         "the access token in the token file",
     )
-    served = wait_for_tokens_service(egi, server_api_token)
+    served = wait_for_tokens_service(egi, env["JUPYTERHUB_API_TOKEN"])
     assert served.status_code == 200, served.text
-    delivered = {read(token_file), served.json()["access_token"]}
-    expiry = {t: egi.provider.introspect(t)["exp"] for t in delivered}
+    delivered = {read(token_file) or "", served.json()["access_token"]}
+    return Delivering(
+        token_file,
+        env["JUPYTERHUB_API_TOKEN"],
+        user_token(egi, ALICE),
+        delivered,
+        {t: egi.provider.introspect(t)["exp"] for t in delivered},
+    )
+
+
+def test_a_shared_server_gets_no_token_and_the_delivered_one_is_revoked(egi):
+    # before sharing: the file and the tokens service deliver alice's current token
+    running = alice_delivering_tokens(egi)
+    token_file, server_api_token, alice = (
+        running.token_file,
+        running.server_api_token,
+        running.alice,
+    )
+    delivered, expiry = running.delivered, running.expiry
+    bob = user_token(egi, BOB)
 
     # sharing is a VO's privilege: bob's VO has no role with the shares scope
     refused = as_user(egi, bob, "POST", f"/shares/{BOB}/", json={"user": ALICE})

@@ -19,8 +19,7 @@ import httpx
 import pytest
 
 from egi_notebooks.spawner import annotations as ann
-from tests.harness.egi_hub import EGIHub
-from tests.harness.k8s.process import EmulatorProcess
+from tests.harness.egi_hub import EGIHub, kube_spawner_config, on_cluster
 from tests.harness.login import login
 from tests.harness.provider import CERTIFIED
 from tests.harness.waiting import wait_until
@@ -29,46 +28,35 @@ pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 NS = "egi"
 TOKEN_LIFETIME = 12  # seconds: the background refresh renews at half of it
-HUB_CONFIG = f"""
-c.JupyterHub.spawner_class = "egi-kubespawner"
+HUB_CONFIG = (
+    kube_spawner_config(NS, timeout=60)
+    + """
 c.JupyterHub.allow_named_servers = True
-c.EGISpawner.namespace = {NS!r}
-c.EGISpawner.cmd = ["jupyterhub-singleuser"]
-c.EGISpawner.args = ["--ServerApp.allow_root=True"]
-c.EGISpawner.start_timeout = 60
-c.EGISpawner.http_timeout = 60
-c.EGISpawner.k8s_api_request_timeout = 5
-c.EGISpawner.vo_volumes = {{
-    "vo.notebooks.egi.eu": {{"claim": "vo-notebooks-data", "mount_path": "/data/notebooks"}},
-}}
+c.EGISpawner.vo_volumes = {
+    "vo.notebooks.egi.eu": {"claim": "vo-notebooks-data", "mount_path": "/data/notebooks"},
+}
 c.EGISpawner.profile_list = [
-    {{"display_name": "Standard", "slug": "standard", "default": True}},
-    {{"display_name": "Large (vo.notebooks.egi.eu)", "slug": "large",
-      "vos": ["vo.notebooks.egi.eu"], "kubespawner_override": {{"mem_limit": "2G"}}}},
+    {"display_name": "Standard", "slug": "standard", "default": True},
+    {"display_name": "Large (vo.notebooks.egi.eu)", "slug": "large",
+      "vos": ["vo.notebooks.egi.eu"], "kubespawner_override": {"mem_limit": "2G"}},
 ]
 c.EGICheckinAuthenticator.background_refresh_max_interval = 2
 """
+)
 
 
 @contextlib.contextmanager
 def spawner_hub(workdir, extra_config: str = "") -> Iterator[EGIHub]:
     """A running hub with EGISpawner against the Kubernetes emulator (a process, as a cluster
     is); ``extra_config`` is appended to HUB_CONFIG."""
-    emulator = EmulatorProcess(workdir / "k8s", run_processes=True).start()
     hub = EGIHub(
         workdir / "hub",
         HUB_CONFIG + extra_config,
         provider_implementation=CERTIFIED,
         access_token_lifetime=TOKEN_LIFETIME,
     )
-    hub.hub.env["KUBECONFIG"] = str(emulator.kubeconfig)
-    hub.k8s = emulator
-    try:
-        hub.start()
+    with on_cluster(hub, workdir / "k8s"):
         yield hub
-    finally:
-        hub.stop()
-        emulator.stop()
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .hub import HubProcess
+from .k8s.process import EmulatorProcess
 from .provider import ProviderProcess, make_provider_config, marked_implementation
 
 
@@ -34,6 +37,7 @@ class EGIHub:
         self.provider = ProviderProcess(provider_implementation)
         self.provider_settings = provider_settings
         self.hub_config = textwrap.dedent(hub_config)
+        self.k8s: EmulatorProcess | None = None  # set by on_cluster
 
     def start(self) -> EGIHub:
         config = make_provider_config(
@@ -73,6 +77,34 @@ class EGIHub:
 
     def auth_state(self, name: str) -> dict[str, Any]:
         return self.user_model(name).get("auth_state") or {}
+
+
+def kube_spawner_config(namespace: str, timeout: int = 90) -> str:
+    """EGISpawner in ``namespace`` of the emulated cluster, running jupyterhub-singleuser."""
+    return f"""
+c.JupyterHub.spawner_class = "egi-kubespawner"
+c.EGISpawner.namespace = {namespace!r}
+c.EGISpawner.cmd = ["jupyterhub-singleuser"]
+c.EGISpawner.args = ["--ServerApp.allow_root=True"]
+c.EGISpawner.start_timeout = {timeout}
+c.EGISpawner.http_timeout = {timeout}
+c.EGISpawner.k8s_api_request_timeout = 5
+"""
+
+
+@contextlib.contextmanager
+def on_cluster(egi: EGIHub, workdir: Path) -> Iterator[EGIHub]:
+    """``egi`` started against the Kubernetes emulator (a process, as a cluster is; its
+    pods run as processes), as ``egi.k8s``; both stopped after."""
+    emulator = EmulatorProcess(workdir, run_processes=True).start()
+    egi.hub.env["KUBECONFIG"] = str(emulator.kubeconfig)
+    egi.k8s = emulator
+    try:
+        egi.start()
+        yield egi
+    finally:
+        egi.stop()
+        emulator.stop()
 
 
 @pytest.fixture
