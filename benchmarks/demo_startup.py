@@ -25,7 +25,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from egi_notebooks.demo.processes import free_port  # noqa: E402
+from tests.harness.ports import free_port  # noqa: E402
 
 
 def _sigint_default() -> None:

@@ -12,20 +12,12 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 
-from egi_notebooks.demo.processes import free_port
-from tests.harness.browser import (
-    CHROMIUM,
-    DemoProcess,
-    Screenshots,
-    launch_chromium,
-    mentioning,
-    stop_and_check,
-)
-from tests.harness.missing import missing
+from tests.harness.browser import DemoProcess, Screenshots, mentioning, stop_and_check
+from tests.harness.chromium import browser_context, playwright_session
+from tests.harness.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 SIGN_IN = "Sign in with EGI Check-in"  # the hub's login button (login_service)
@@ -35,11 +27,7 @@ KERNEL_TIMEOUT = 30_000
 
 @pytest.fixture(scope="module")
 def playwright_api():
-    if not Path(CHROMIUM).exists():
-        missing(f"{CHROMIUM} is missing: `./run test` installs Debian's chromium")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    with sync_playwright() as p:
-        yield p
+    yield from playwright_session(axe=False)
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +44,9 @@ def demo(playwright_api, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(playwright_api, demo, tmp_path_factory):
-    context = launch_chromium(playwright_api, tmp_path_factory.mktemp("chromium-profile"))
-    context.set_default_timeout(20_000)
-    yield context
-    context.close()
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with browser_context(playwright_api, profile, timeout_ms=20_000) as context:
+        yield context
 
 
 @pytest.fixture(scope="module")

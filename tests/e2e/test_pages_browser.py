@@ -10,16 +10,14 @@ must find no serious or critical accessibility violation.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.harness.axe import AXE, serious_violations
-from tests.harness.browser import CHROMIUM, Screenshots, launch_chromium
+from tests.harness.browser import Screenshots
+from tests.harness.chromium import browser_context, check_page, playwright_session
 from tests.harness.egi_hub import EGIHub
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG, free_port
-from tests.harness.missing import missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 SIGN_IN = "Sign in with EGI Check-in"
@@ -28,13 +26,7 @@ NOT_MEMBER_SENTENCE = "Sorry, you are not currently authorized to use this hub."
 
 @pytest.fixture(scope="module")
 def playwright_api():
-    if not Path(CHROMIUM).exists():
-        missing(f"{CHROMIUM} is missing: `./run test` installs Debian's chromium")
-    if not AXE.exists():
-        missing(f"{AXE} is missing: `./run test` runs npm install")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    with sync_playwright() as p:
-        yield p
+    yield from playwright_session()
 
 
 def hub_config(hub_url: str, tokens_port: int, status_port: int) -> str:
@@ -68,10 +60,8 @@ def egi(playwright_api, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(playwright_api, egi, tmp_path_factory):
-    context = launch_chromium(playwright_api, tmp_path_factory.mktemp("chromium-profile"))
-    context.set_default_timeout(30_000)
-    yield context
-    context.close()
+    with browser_context(playwright_api, tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +75,6 @@ def page(browser):
     page = browser.new_page()
     yield page
     page.close()
-
-
-def check_page(page, shots: Screenshots, step: str) -> None:  # noqa: ANN001
-    """A full-page screenshot (the footer too), then axe-core."""
-    shots.count += 1
-    page.screenshot(path=str(shots.dir / f"{shots.count:02d}-{step}.png"), full_page=True)
-    violations = serious_violations(page)
-    assert not violations, f"{step}: accessibility violations:\n" + "\n".join(violations)
 
 
 def at_provider_form(page, egi: EGIHub) -> str:  # noqa: ANN001

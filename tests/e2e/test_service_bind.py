@@ -30,7 +30,8 @@ import pytest
 from traitlets.config import Config
 
 from egi_notebooks import hubconfig
-from egi_notebooks.demo.processes import ChildProcess, free_port
+from egi_notebooks.demo.processes import ChildProcess
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

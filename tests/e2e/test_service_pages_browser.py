@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from egi_notebooks.demo.processes import free_port
 from egi_notebooks.services.accounting import db
 from egi_notebooks.services.accounting.store import Observation, Store, make_vmuuid
-from tests.harness.axe import AXE, serious_violations
-from tests.harness.browser import CHROMIUM, DemoProcess, Screenshots, launch_chromium
-from tests.harness.missing import missing
+from tests.harness.browser import DemoProcess, Screenshots
+from tests.harness.chromium import browser_context, check_page, playwright_session
+from tests.harness.ports import free_port
 
 pytestmark = pytest.mark.e2e
 SIGN_IN = "Sign in with EGI Check-in"
@@ -51,13 +50,7 @@ def seed_accounting(state: Path) -> None:
 
 @pytest.fixture(scope="module")
 def playwright_api():
-    if not Path(CHROMIUM).exists():
-        missing(f"{CHROMIUM} is missing: `./run test` installs Debian's chromium")
-    if not AXE.exists():
-        missing(f"{AXE} is missing: `./run test` runs npm install")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    with sync_playwright() as p:
-        yield p
+    yield from playwright_session()
 
 
 @pytest.fixture(scope="module")
@@ -74,22 +67,13 @@ def demo(playwright_api, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(playwright_api, demo, tmp_path_factory):
-    context = launch_chromium(playwright_api, tmp_path_factory.mktemp("chromium-profile"))
-    context.set_default_timeout(30_000)
-    yield context
-    context.close()
+    with browser_context(playwright_api, tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 @pytest.fixture(scope="module")
 def shots():
     return Screenshots("service-pages")
-
-
-def check_page(page, shots: Screenshots, step: str) -> None:  # noqa: ANN001
-    shots.count += 1
-    page.screenshot(path=str(shots.dir / f"{shots.count:02d}-{step}.png"), full_page=True)
-    violations = serious_violations(page)
-    assert not violations, f"{step}: accessibility violations:\n" + "\n".join(violations)
 
 
 def hub_look(page) -> None:  # noqa: ANN001

@@ -182,16 +182,25 @@ def revoked(monkeypatch):
     return calls
 
 
+async def alice_spawned(make_spawner, servers, **config):
+    """Alice's default server spawned on the emulated cluster: (spawner, its authenticator,
+    the ORM servers by "user/name", bob)."""
+    from .conftest import spawn
+
+    made, _, bob = servers
+    authenticator = FakeAuthenticator({})
+    spawner = make_spawner(authenticator=authenticator, **config)
+    spawner.orm_spawner = made["alice/"]
+    await spawn(spawner)
+    return spawner, authenticator, made, bob
+
+
 async def test_share_empties_the_secret_revokes_and_the_end_restores(
     cluster, make_spawner, db, servers, revoked
 ):
-    from .conftest import ALICE_STATE, spawn
+    from .conftest import ALICE_STATE
 
-    made, alice, bob = servers
-    authenticator = FakeAuthenticator({})
-    spawner = make_spawner(authenticator=authenticator)
-    spawner.orm_spawner = made["alice/"]
-    await spawn(spawner)
+    spawner, authenticator, made, bob = await alice_spawned(make_spawner, servers)
     assert secret_files(cluster)["access_token"] == "AT-alice-1"
     from egi_notebooks.spawner.spawner import tokens_changed
 
@@ -222,14 +231,9 @@ async def test_share_empties_the_secret_revokes_and_the_end_restores(
 
 
 async def test_a_refused_vo_loses_its_shares(cluster, make_spawner, db, servers, revoked):
-    from .conftest import spawn
-
-    made, alice, bob = servers
-    spawner = make_spawner(
-        authenticator=FakeAuthenticator({}), sharing_refused_vos=["vo.example.org"]
+    spawner, authenticator, made, bob = await alice_spawned(
+        make_spawner, servers, sharing_refused_vos=["vo.example.org"]
     )
-    spawner.orm_spawner = made["alice/"]
-    await spawn(spawner)
     orm.Share.grant(db, made["alice/"], bob)
     orm.ShareCode.new(db, made["alice/"], scopes=[], expires_in=3600)
     await spawner.sharing_started()
@@ -243,13 +247,9 @@ async def test_a_refused_vo_loses_its_shares(cluster, make_spawner, db, servers,
 async def test_before_share_withholds_and_revokes_before_the_share_exists(
     cluster, make_spawner, db, servers, revoked
 ):
-    from .conftest import ALICE_STATE, spawn
+    from .conftest import ALICE_STATE
 
-    made, alice, bob = servers
-    authenticator = FakeAuthenticator({})
-    spawner = make_spawner(authenticator=authenticator)
-    spawner.orm_spawner = made["alice/"]
-    await spawn(spawner)
+    spawner, authenticator, made, bob = await alice_spawned(make_spawner, servers)
     assert await spawner.before_share() is None
     assert secret_files(cluster) == {"access_token": "", "id_token": ""}
     assert revoked == ["AT-alice-1"] and spawner.sharing_blocked
@@ -275,13 +275,7 @@ async def test_before_share_withholds_and_revokes_before_the_share_exists(
 async def test_a_share_that_was_not_made_gives_the_tokens_back(
     cluster, make_spawner, db, servers, revoked
 ):
-    from .conftest import spawn
-
-    made, alice, bob = servers
-    authenticator = FakeAuthenticator({})
-    spawner = make_spawner(authenticator=authenticator)
-    spawner.orm_spawner = made["alice/"]
-    await spawn(spawner)
+    spawner, authenticator, made, bob = await alice_spawned(make_spawner, servers)
     assert await spawner.before_share() is None
     await spawner.after_share()  # JupyterHub refused the share (say, no such guest)
     assert not spawner.sharing_blocked
@@ -292,14 +286,9 @@ async def test_a_share_that_was_not_made_gives_the_tokens_back(
 async def test_before_share_refuses_a_forbidden_profile_and_touches_nothing(
     cluster, make_spawner, db, servers, revoked
 ):
-    from .conftest import spawn
-
-    made, alice, bob = servers
-    spawner = make_spawner(
-        authenticator=FakeAuthenticator({}), sharing_refused_vos=["vo.example.org"]
+    spawner, authenticator, made, bob = await alice_spawned(
+        make_spawner, servers, sharing_refused_vos=["vo.example.org"]
     )
-    spawner.orm_spawner = made["alice/"]
-    await spawn(spawner)
     assert await spawner.before_share() == "servers of VO 'vo.example.org' may not be shared"
     await spawner.after_share()
     assert revoked == [] and secret_files(cluster)["access_token"] == "AT-alice-1"
@@ -308,16 +297,11 @@ async def test_before_share_refuses_a_forbidden_profile_and_touches_nothing(
 async def test_before_share_fails_when_the_provider_does_not_revoke(
     cluster, make_spawner, db, servers, monkeypatch
 ):
-    from .conftest import spawn
-
     async def refused(authenticator, tokens) -> int:
         return 0
 
     monkeypatch.setattr(FakeAuthenticator, "revoke_access_tokens", refused)
-    made, alice, bob = servers
-    spawner = make_spawner(authenticator=FakeAuthenticator({}))
-    spawner.orm_spawner = made["alice/"]
-    await spawn(spawner)
+    spawner, authenticator, made, bob = await alice_spawned(make_spawner, servers)
     with pytest.raises(RuntimeError, match="confirmed 0 of 1"):
         await spawner.before_share()
     await spawner.after_share()
