@@ -23,7 +23,17 @@ from ..retry import retry
 from ..services.hub import HubAPIError, HubServiceApp, bounded_map
 from . import status as status_file
 from .restic import Restic, ResticError
-from .volumes import HOME, VO, Volume, mounted_claims, select_volumes, tag
+from .restore import parse_time
+from .volumes import (
+    HOME,
+    VO,
+    Volume,
+    claim_name,
+    mounted_claims,
+    select_volumes,
+    tag,
+    tag_values,
+)
 
 
 def is_dir(path: str) -> bool:
@@ -141,6 +151,16 @@ class BackupApp(HubServiceApp):
     keep_daily = Integer(7, config=True, help="Daily snapshots kept per volume (0: none).")
     keep_weekly = Integer(4, config=True, help="Weekly snapshots kept per volume (0: none).")
     keep_monthly = Integer(6, config=True, help="Monthly snapshots kept per volume (0: none).")
+    gone_claim_retention_days = Float(
+        0,
+        config=True,
+        help="Forget every snapshot of a claim that is gone once its newest snapshot is older "
+        "than this many days (0: never). keep_daily and the others keep the latest days that "
+        "have snapshots, so without this a claim that is gone keeps its last snapshots for "
+        "ever. A claim counts as gone when it is not under the mount root and belongs to no "
+        "hub user and no vo_claims entry; nothing is forgotten in a run that could not list "
+        "the hub's users or found no claim under the mount root at all (a failed mount).",
+    )
     prune = Bool(
         True, config=True, help="Run restic prune after forgetting snapshots (frees space)."
     )
@@ -269,6 +289,16 @@ class BackupApp(HubServiceApp):
         selected, missing = select_volumes(
             mounted, hub_users or {}, known, dict(self.vo_claims), self.claim_name_template
         )
+        if hub_users is None:
+            notes["claims_unknown"] = "the hub's users are not known"
+        elif not mounted:
+            notes["claims_unknown"] = f"no claim under {self.mount_root}"
+        else:
+            notes["existing_claims"] = {
+                *mounted,
+                *(claim_name(u, self.claim_name_template) for u in hub_users),
+                *self.vo_claims,
+            }
         for claim, vo in sorted(self.vo_claims.items()):
             path = self.claim_dir(claim)
             if path:
@@ -357,29 +387,66 @@ class BackupApp(HubServiceApp):
             "monthly": self.keep_monthly,
         }
 
-    async def apply_retention(self, restic: Restic) -> tuple[int, list[str]]:
+    async def apply_retention(
+        self, restic: Restic, notes: dict[str, Any] | None = None
+    ) -> tuple[int, list[str]]:
         """One ``restic forget`` over this service's snapshots (kinds home and VO), grouped by
-        host, which is one per claim: the policy applies to each volume on its own, also to
-        those whose claim is gone (their snapshots age out under the same policy). Then one
-        prune. (snapshots removed, errors)."""
-        if not any(self.keep().values()):
-            return 0, []
+        host, which is one per claim: the policy applies to each volume on its own. Then the
+        snapshots of claims gone longer than ``gone_claim_retention_days``, then one prune.
+        (snapshots removed, errors)."""
         removed, errors = 0, []
+        if any(self.keep().values()):
+            try:
+                forgotten = await self.with_lock_retry(
+                    restic,
+                    "forget",
+                    lambda: restic.forget([tag("kind", HOME), tag("kind", VO)], self.keep()),
+                )
+            except ResticError as e:
+                return 0, [f"forget: {e}"]
+            removed = len(forgotten)
         try:
-            gone = await self.with_lock_retry(
-                restic,
-                "forget",
-                lambda: restic.forget([tag("kind", HOME), tag("kind", VO)], self.keep()),
-            )
+            removed += await self.forget_gone_claims(restic, notes or {})
         except ResticError as e:
-            return 0, [f"forget: {e}"]
-        removed = len(gone)
+            errors.append(f"forget gone claims: {e}")
         if removed and self.prune:
             try:
                 await self.with_lock_retry(restic, "prune", restic.prune)
             except ResticError as e:
                 errors.append(f"prune: {e}")
         return removed, errors
+
+    async def forget_gone_claims(self, restic: Restic, notes: dict[str, Any]) -> int:
+        """Forget the snapshots of the claims gone for over ``gone_claim_retention_days``
+        (by their newest snapshot); how many were forgotten."""
+        if self.gone_claim_retention_days <= 0:
+            return 0
+        existing = notes.get("existing_claims")
+        if existing is None:
+            reason = notes.get("claims_unknown", "the existing claims are not known")
+            self.log.warning("not forgetting the snapshots of gone claims: %s", reason)
+            return 0
+        by_claim: dict[str, list[dict[str, Any]]] = {}
+        for snapshot in await restic.snapshots():
+            tags = tag_values(snapshot.get("tags"))
+            if tags.get("kind") in (HOME, VO) and tags.get("claim"):
+                by_claim.setdefault(tags["claim"], []).append(snapshot)
+        cutoff = time.time() - self.gone_claim_retention_days * status_file.DAY
+        expired = sorted(
+            claim
+            for claim, snapshots in by_claim.items()
+            if claim not in existing
+            and max(parse_time(s["time"]).timestamp() for s in snapshots) < cutoff
+        )
+        ids = [s["id"] for claim in expired for s in by_claim[claim]]
+        if not ids:
+            return 0
+        await self.with_lock_retry(restic, "forget", lambda: restic.forget_ids(ids))
+        self.log.info(
+            "forgot %d snapshots of %d claims gone for over %g days: %s",
+            len(ids), len(expired), self.gone_claim_retention_days, ", ".join(expired),
+        )  # fmt: skip
+        return len(ids)
 
     async def maybe_check(self, restic: Restic, data: dict[str, Any]) -> None:
         if self.check_interval_days <= 0:
@@ -435,7 +502,7 @@ class BackupApp(HubServiceApp):
         removed = 0
         if any(o.ok for o in outcomes):
             try:
-                removed, errors = await self.apply_retention(restic)
+                removed, errors = await self.apply_retention(restic, notes)
             except ResticError as e:
                 errors = [f"retention: {e}"]
             problems += errors

@@ -257,6 +257,10 @@ class Restic:
         groups = await self.json(args, seconds=3600) or []
         return [s for g in groups for s in (g.get("remove") or [])]
 
+    async def forget_ids(self, snapshot_ids: Sequence[str]) -> None:
+        """Forget these snapshots, whatever the policy."""
+        await self.run(["forget", *snapshot_ids], seconds=3600)
+
     async def prune(self) -> None:
         await self.run(["prune"], seconds=6 * 3600)
 

@@ -4,8 +4,10 @@ up, still under that user's name."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
+import shutil
 from urllib.parse import quote
 
 import pytest
@@ -81,3 +83,61 @@ def test_hub_unreachable_backs_up_the_mounted_claims(setup):
     assert status["volumes"]["claim-alice"]["last_success"]
     assert any("hub" in p for p in status["last_run"]["problems"])
     assert BACKUP_TOKEN not in result.stdout + result.stderr
+
+
+def test_snapshots_of_a_claim_gone_longer_than_the_retention_are_forgotten(setup, hub):
+    """keep_daily keeps the latest days that have snapshots: a claim that is gone gets no new
+    ones, so without ``gone_claim_retention_days`` its last snapshots stay for ever."""
+    make_home(setup.homes / "claim-alice", "alice", large=1024)
+    setup.plain("init")
+    recent = (dt.datetime.now() - dt.timedelta(days=5)).strftime("%Y-%m-%d %H:%M:%S")
+    old = "2026-05-01 12:00:00"
+    # dave is still a hub user: his claim is lost, not deleted; its backups are what is left
+    for claim, user, when in (("claim-gone", "gone", old), ("claim-recent", "recent", recent),
+                              ("claim-dave", "dave", old)):  # fmt: skip
+        setup.plain("backup", "--host", f"egi-notebooks/{claim}", "--time", when,
+                    "--tag", f"claim={claim}", "--tag", "kind=home", "--tag", f"user={user}",
+                    ".", cwd=setup.homes / "claim-alice")  # fmt: skip
+    setup.plain("backup", "--host", "elsewhere", "--time", old, ".", cwd=setup.homes)
+
+    def claims() -> set[str]:
+        found = set()
+        for s in json.loads(setup.plain("snapshots", "--json")):
+            found |= {t.removeprefix("claim=") for t in s.get("tags") or [] if t[:6] == "claim="}
+            found |= {"elsewhere"} if s["hostname"] == "elsewhere" else set()
+        return found
+
+    everything = {"claim-alice", "claim-gone", "claim-recent", "claim-dave", "elsewhere"}
+    env = {"JUPYTERHUB_API_TOKEN": BACKUP_TOKEN}
+    # the default: kept for ever, as restic does
+    kept = setup.run(env=env, hub_api_url=hub.hub_api_url, keep_daily="7")
+    assert kept.returncode == 0, kept.stderr
+    assert claims() == everything
+
+    # the hub cannot say who is deleted: nothing is forgotten
+    unsure = setup.run(env=env, hub_api_url="http://127.0.0.1:9/hub/api", max_retries="0",
+                       keep_daily="7", gone_claim_retention_days="30")  # fmt: skip
+    assert unsure.returncode == 1
+    assert claims() == everything
+    assert "not forgetting the snapshots of gone claims" in unsure.stderr
+
+    forgot = setup.run(env=env, hub_api_url=hub.hub_api_url, keep_daily="7",
+                       gone_claim_retention_days="30")  # fmt: skip
+    assert forgot.returncode == 0, forgot.stderr
+    assert claims() == everything - {"claim-gone"}
+    assert "forgot 1 snapshots of 1 claims gone for over 30 days: claim-gone" in forgot.stderr
+    setup.plain("check")
+
+    # a mount root that shows no home claim at all (a failed mount, say) forgets nothing
+    # either, though a VO claim elsewhere was backed up
+    setup.plain("backup", "--host", "egi-notebooks/claim-gone", "--time", old,
+                "--tag", "claim=claim-gone", "--tag", "kind=home", ".",
+                cwd=setup.homes / "claim-alice")  # fmt: skip
+    shutil.move(setup.homes / "claim-alice", setup.root / "elsewhere-alice")
+    make_home(setup.homes / "vo-alpha-data", "vo", large=1024)
+    empty = setup.run(env=env, hub_api_url=hub.hub_api_url, keep_daily="7",
+                      gone_claim_retention_days="30",
+                      vo_claims="vo-alpha-data=vo.alpha.eu")  # fmt: skip
+    assert empty.returncode == 0, empty.stderr
+    assert {"claim-gone", "claim-dave", "claim-alice"} <= claims()
+    assert "not forgetting the snapshots of gone claims: no claim under" in empty.stderr

@@ -130,7 +130,7 @@ def test_retention_forgets_per_volume_as_configured(setup):
             setup.plain("backup", "--host", f"egi-notebooks/{claim}", "--time", f"{day} 12:00:00",
                         "--tag", f"claim={claim}", "--tag", "kind=home", "--tag", f"user={user}",
                         ".", cwd=setup.homes / claim)  # fmt: skip
-    # a volume whose claim is gone keeps its snapshots under the same policy
+    # a volume whose claim is gone: with no gone_claim_retention_days, kept for ever
     setup.plain("backup", "--host", "egi-notebooks/claim-gone", "--time", "2026-05-01 12:00:00",
                 "--tag", "claim=claim-gone", "--tag", "kind=home", "--tag", "user=gone",
                 ".", cwd=alice)  # fmt: skip
