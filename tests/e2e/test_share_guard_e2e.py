@@ -47,13 +47,7 @@ def egi(tmp_path):
 
 
 def test_the_share_request_returns_with_the_file_empty_and_the_tokens_revoked(egi):
-    running = alice_delivering_tokens(egi)
-    token_file, server_api_token, alice = (
-        running.token_file,
-        running.server_api_token,
-        running.alice,
-    )
-    delivered, expiry = running.delivered, running.expiry
+    token_file, server_api_token, alice, delivered, expiry = alice_delivering_tokens(egi)
     assert all(egi.provider.introspect(t)["active"] for t in delivered)
 
     share = as_user(egi, alice, "POST", f"/shares/{ALICE}/", json={"user": BOB})

@@ -133,13 +133,7 @@ def alice_delivering_tokens(egi, server: str = "") -> Delivering:
 
 def test_a_shared_server_gets_no_token_and_the_delivered_one_is_revoked(egi):
     # before sharing: the file and the tokens service deliver alice's current token
-    running = alice_delivering_tokens(egi)
-    token_file, server_api_token, alice = (
-        running.token_file,
-        running.server_api_token,
-        running.alice,
-    )
-    delivered, expiry = running.delivered, running.expiry
+    token_file, server_api_token, alice, delivered, expiry = alice_delivering_tokens(egi)
     bob = user_token(egi, BOB)
 
     # sharing is a VO's privilege: bob's VO has no role with the shares scope
