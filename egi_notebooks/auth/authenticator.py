@@ -55,7 +55,7 @@ from .logout import (
     EGILogoutHandler,
     end_session_url,
     revoke_auth_state_tokens,
-    revoke_token,
+    revoke_tokens,
     strip_tokens,
 )
 from .refresh import (
@@ -614,17 +614,8 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
     async def revoke_access_tokens(self, tokens: Iterable[str]) -> int:
         """Revoke access tokens at the provider (for the spawner, when a server is shared):
         how many the provider confirmed revoked."""
-        tokens = [t for t in tokens if t]
-        if not tokens:
-            return 0
-        endpoint = await self.get_endpoint("revocation_endpoint")
-        if not endpoint:
-            self.log.warning("No revocation_endpoint from the provider: tokens not revoked")
-            return 0
-        revoked = 0
-        for token in tokens:
-            revoked += await revoke_token(self, endpoint, token, "access_token")
-        return revoked
+        pairs = [(t, "access_token") for t in tokens if t]
+        return (await revoke_tokens(self, pairs) or 0) if pairs else 0
 
     def get_handlers(self, app: Any) -> list:
         # JupyterHub calls this while its loop runs: warm the discovery cache in the

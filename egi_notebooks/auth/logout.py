@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -31,20 +32,31 @@ async def revoke_token(
     return True
 
 
+async def revoke_tokens(
+    authenticator: EGICheckinAuthenticator, tokens: Sequence[tuple[str, str]]
+) -> int | None:
+    """Revoke ``(token, type hint)`` pairs in order: how many the provider confirmed, or None
+    when it has no revocation endpoint (logged)."""
+    endpoint = await authenticator.get_endpoint("revocation_endpoint")
+    if not endpoint:
+        authenticator.log.warning("The provider has no revocation_endpoint: tokens not revoked")
+        return None
+    revoked = 0
+    for token, hint in tokens:
+        revoked += await revoke_token(authenticator, endpoint, token, hint)
+    return revoked
+
+
 async def revoke_auth_state_tokens(
     authenticator: EGICheckinAuthenticator, auth_state: dict[str, Any]
 ) -> bool:
     """Revoke the refresh token (Keycloak then drops its access tokens), then the access token."""
-    endpoint = await authenticator.get_endpoint("revocation_endpoint")
-    if not endpoint:
-        authenticator.log.warning("The provider has no revocation_endpoint: tokens not revoked")
-        return False
-    ok = True
-    for key, hint in (("refresh_token", "refresh_token"), ("access_token", "access_token")):
-        token = auth_state.get(key)
-        if isinstance(token, str) and token:
-            ok = await revoke_token(authenticator, endpoint, token, hint) and ok
-    return ok
+    tokens = [
+        (token, key)
+        for key in ("refresh_token", "access_token")
+        if isinstance(token := auth_state.get(key), str) and token
+    ]
+    return await revoke_tokens(authenticator, tokens) == len(tokens)
 
 
 def strip_tokens(auth_state: dict[str, Any]) -> dict[str, Any]:
