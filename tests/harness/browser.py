@@ -297,8 +297,8 @@ class Screenshots:
             old.unlink()
         self.count = 0
 
-    def take(self, page, step: str) -> Path:  # noqa: ANN001
+    def take(self, page, step: str, full_page: bool = False) -> Path:  # noqa: ANN001
         self.count += 1
         path = self.dir / f"{self.count:02d}-{step}.png"
-        page.screenshot(path=str(path))
+        page.screenshot(path=str(path), full_page=full_page)
         return path

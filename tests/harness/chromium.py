@@ -42,7 +42,6 @@ def browser_context(playwright: Any, profile_dir: Path, timeout_ms: int = 30_000
 def check_page(page: Any, shots: Screenshots, step: str) -> None:
     """A full-page screenshot (the footer too), then axe-core: no serious or critical
     violation."""
-    shots.count += 1
-    page.screenshot(path=str(shots.dir / f"{shots.count:02d}-{step}.png"), full_page=True)
+    shots.take(page, step, full_page=True)
     violations = serious_violations(page)
     assert not violations, f"{step}: accessibility violations:\n" + "\n".join(violations)

@@ -13,14 +13,13 @@ import threading
 from egi_notebooks.demo.app import DEMO_INTERNAL_PORTS
 from egi_notebooks.demo.processes import PortPicker, ephemeral_port_range, parse_port_range
 
-DEMO_DEFAULT = DEMO_INTERNAL_PORTS
 DEMO_BLOCK = 20  # ports a demo's hub, proxy and services need, with room to spare
 DEMO_BLOCKS = 10  # demos one worker can have running at once
 
 
 def worker_range(worker: str | None, count: int) -> tuple[int, int]:
     """``[low, high)`` of the worker named ``gwN`` of ``count`` (None: not under xdist)."""
-    _, demo_high = parse_port_range(DEMO_DEFAULT)
+    _, demo_high = parse_port_range(DEMO_INTERNAL_PORTS)
     first, end = demo_high + 1, ephemeral_port_range()[0]
     span = (end - first) // max(count, 1)
     if span < DEMO_BLOCK * DEMO_BLOCKS + 500:

@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from egi_notebooks.demo.app import DEMO_INTERNAL_PORTS
 from egi_notebooks.demo.processes import PortPicker, ephemeral_port_range, parse_port_range
 from tests.harness import ports
 
@@ -50,7 +51,7 @@ def test_a_picker_with_no_free_port_says_which_range():
 def test_test_workers_get_disjoint_ranges_apart_from_the_demos(count):
     ranges = [ports.worker_range(f"gw{index}", count) for index in range(count)]
     ephemeral_low, _ = ephemeral_port_range()
-    demo_low, demo_high = parse_port_range(ports.DEMO_DEFAULT)
+    demo_low, demo_high = parse_port_range(DEMO_INTERNAL_PORTS)
     taken: set[int] = set(range(demo_low, demo_high + 1))
     for low, high in ranges:
         assert high <= ephemeral_low
