@@ -620,19 +620,33 @@ class EGISpawner(KubeSpawner):
         )
         token_file = self.token_mount_path.rstrip("/") + "/access_token"
         container.env.append(V1EnvVar(name=self.token_file_env, value=token_file))
+        self._pod_image = container.image
         pod.metadata.annotations = {
             **(pod.metadata.annotations or {}),
             **self.accounting_annotations(),
         }
         return pod
 
+    _pod_image: str | None = None  # the image of the pod this spawner last made
+
     def accounting_annotations(self) -> dict[str, str]:
-        """The pod annotations accounting reads (primary VO, flavor, hub username)."""
+        """The pod annotations accounting reads (primary VO, flavor, image, hub username).
+
+        Only what the spawner decided: the primary VO computed from the user's entitlements,
+        the profile it applied and the image in the pod manifest; never the spawn request's
+        ``user_options``, which the user writes. After a hub restart kubespawner's ``image``
+        and the flavour are the configured defaults again (profiles apply at start): the
+        recorded ones stay.
+        """
         annotations = {ann.USERNAME: self.user.name}
         if self._membership.primary_vo:
             annotations[ann.PRIMARY_VO] = self._membership.primary_vo
-        if self._flavor:
-            annotations[ann.FLAVOR] = self._flavor
+        flavor = self._flavor or self._loaded_annotations.get(ann.FLAVOR)
+        if flavor:
+            annotations[ann.FLAVOR] = flavor
+        image = self._pod_image or self._loaded_annotations.get(ann.IMAGE)
+        if image:
+            annotations[ann.IMAGE] = image
         return annotations
 
     def get_state(self) -> dict[str, Any]:
@@ -661,6 +675,7 @@ class EGISpawner(KubeSpawner):
     def clear_state(self) -> None:
         super().clear_state()
         self._loaded_annotations = {}
+        self._pod_image = None
 
     async def _start(self) -> Any:
         # Private upstream method (kubespawner 7.1): the one coroutine spanning the whole

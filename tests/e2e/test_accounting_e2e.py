@@ -69,6 +69,14 @@ PROBE = DEFAULT_PROBE_USER
 # and the status service, each with its own role
 EXTERNAL_TOKEN = secrets.token_hex(16)
 STATUS_TOKEN = secrets.token_hex(16)
+# the image accounting knows for the small flavour (the operator's configuration)
+SMALL_IMAGE = "registry.example.org/small:1"
+# what any user can put in the options of their own spawn request
+FORGED_OPTIONS = {
+    "image": "attacker.example/any:1",
+    "vo": "vo.gamma.eu",
+    "primary_vo": "vo.gamma.eu",
+}
 
 
 def provider_users() -> dict:
@@ -204,7 +212,8 @@ async def test_sessions_from_a_real_hub(hub, database_urls, monkeypatch):
     environment = production_service(database_urls[0])["environment"]
     monkeypatch.setenv(VO_PRIORITY_ENV, environment[VO_PRIORITY_ENV])
     collector = Collector(
-        hub_id="e2e", flavors={"small": {"cpu": 0.5, "memory": "1Gi"}, "large": {"cpu": 4}}
+        hub_id="e2e",
+        flavors={"small": {"cpu": 0.5, "memory": "1Gi", "image": SMALL_IMAGE}, "large": {"cpu": 4}},
     )
     assert collector.vo_priority == VO_PRIORITY
     stop = asyncio.Event()
@@ -236,7 +245,8 @@ async def test_sessions_from_a_real_hub(hub, database_urls, monkeypatch):
         task = asyncio.create_task(poll_loop(client))
         # started in parallel: each local server takes seconds to come up
         alice, bob, probe = await asyncio.gather(
-            asyncio.to_thread(start_server, hub, ALICE, profile="small"),
+            # alice names another VO and image in her spawn request: neither is recorded
+            asyncio.to_thread(start_server, hub, ALICE, profile="small", **FORGED_OPTIONS),
             asyncio.to_thread(start_server, hub, BOB, "gpu", profile="large"),
             asyncio.to_thread(start_server, hub, PROBE),
         )
@@ -263,9 +273,10 @@ def check_real_hub_sessions(found, alice, bob, alice_end, bob_end) -> None:
     (b,) = found[(BOB, "gpu")]
     a_start = parse_hub_time(alice["started"])
     b_start = parse_hub_time(bob["started"])
-    # alice's primary VO by vo_priority (the provider lists vo.beta.eu first)
-    assert (a.primary_vo, a.flavor, a.cpu_request, a.memory_request) == (
-        "vo.alpha.eu", "small", 0.5, 2**30,
+    # alice's primary VO by vo_priority (the provider lists vo.beta.eu first), and the
+    # operator's image of the flavour: not what her spawn request named
+    assert (a.primary_vo, a.flavor, a.cpu_request, a.memory_request, a.image) == (
+        "vo.alpha.eu", "small", 0.5, 2**30, SMALL_IMAGE,
     )  # fmt: skip
     assert (b.primary_vo, b.flavor, b.cpu_request) == ("vo.beta.eu", "large", 4.0)
     assert a.start_time == a_start and b.start_time == b_start

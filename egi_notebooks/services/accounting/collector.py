@@ -15,6 +15,7 @@ from ..hub import HubClient
 from . import VO_PRIORITY_ENV
 from .sources import (
     FLAVOR_ANNOTATION,
+    IMAGE_ANNOTATION,
     PRIMARY_VO_ANNOTATION,
     PROBE_GROUP,
     annotations_of,
@@ -113,21 +114,21 @@ class Collector(LoggingConfigurable):
         return bool(set(user.get("groups") or []) & set(self.excluded_groups))
 
     def primary_vo_of(self, user: dict, server: dict) -> str | None:
-        """The spawner's pod annotation (in the server state), user options, then the user's
-        hub groups (EGICheckinAuthenticator mirrors VOs as groups) by ``vo_priority``.
+        """The spawner's pod annotation (in the server state), then the user's hub groups
+        (EGICheckinAuthenticator mirrors the VOs of trusted entitlements as groups) by
+        ``vo_priority``.
 
-        Never auth_state: reading it would need admin:auth_state, which hands the users'
-        refresh tokens to this service.
+        Never the spawn request's ``user_options``: the user writes them. Never auth_state:
+        reading it would need admin:auth_state, which hands the users' refresh tokens to
+        this service.
         """
         state = _dict_at(server, "state")
-        options = _dict_at(server, "user_options")
         groups = [g for g in user.get("groups") or [] if isinstance(g, str)]
         groups = [g for g in groups if g not in self.excluded_groups]
         by_priority = next((vo for vo in self.vo_priority if vo in groups), None)
         return first_str(
             annotations_of(server).get(PRIMARY_VO_ANNOTATION),
             state.get("primary_vo"),
-            options.get("primary_vo"),
             by_priority,
             groups[0] if len(groups) == 1 else None,
             self.default_vo,
@@ -138,6 +139,16 @@ class Collector(LoggingConfigurable):
         return (
             first_str(annotations_of(server).get(FLAVOR_ANNOTATION), options.get("profile"))
             or self.default_flavor
+        )
+
+    def image_of(self, server: dict, flavor_spec: dict) -> str | None:
+        """The pod's image as the spawner recorded it, else the flavour's configured image;
+        never an image the user named in the spawn request."""
+        state = _dict_at(server, "state")
+        return first_str(
+            annotations_of(server).get(IMAGE_ANNOTATION),
+            state.get("image"),
+            flavor_spec.get("image"),
         )
 
     def observation(self, user: dict, server: dict, now: int) -> Observation | None:
@@ -165,7 +176,6 @@ class Collector(LoggingConfigurable):
         flavor = self.flavor_of(server)
         spec = _dict_at(self.flavors, flavor)
         state = _dict_at(server, "state")
-        options = _dict_at(server, "user_options")
         memory = parse_quantity(spec.get("memory", self.default_memory))
         disk = parse_quantity(spec.get("disk"))
         return Observation(
@@ -175,7 +185,7 @@ class Collector(LoggingConfigurable):
             start_time=start,
             primary_vo=self.primary_vo_of(user, server),
             flavor=flavor,
-            image=first_str(options.get("image"), state.get("image"), spec.get("image")),
+            image=self.image_of(server, spec),
             cpu_request=parse_quantity(spec.get("cpu", self.default_cpu)),
             memory_request=int(memory) if memory is not None else None,
             disk_request=int(disk) if disk is not None else None,

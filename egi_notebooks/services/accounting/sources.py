@@ -1,4 +1,8 @@
-"""Where the facts about a session come from: pod annotations, auth state, user options.
+"""Where the facts about a session come from: pod annotations, hub groups, user options.
+
+The VO and the image come only from what the spawner recorded (its pod annotations, in the
+server state) or the hub decided (the user's VO groups); the spawn request's user options are
+written by the user and give only the flavour of a spawner that records none.
 
 Separated from the collector so that deployments can override one rule (e.g. where the
 primary VO lives) without touching the polling logic.
@@ -10,10 +14,12 @@ import re
 
 try:  # one source of truth: the spawner writes these annotations
     from egi_notebooks.spawner.annotations import FLAVOR as FLAVOR_ANNOTATION
+    from egi_notebooks.spawner.annotations import IMAGE as IMAGE_ANNOTATION
     from egi_notebooks.spawner.annotations import PRIMARY_VO as PRIMARY_VO_ANNOTATION
 except ImportError:  # the spawner (and kubespawner) is not installed
     PRIMARY_VO_ANNOTATION = "egi.eu/primary-vo"
     FLAVOR_ANNOTATION = "egi.eu/flavor"
+    IMAGE_ANNOTATION = "egi.eu/image"
 
 try:
     from egi_notebooks.services.status import PROBE_GROUP
