@@ -23,6 +23,8 @@ from kubespawner.utils import get_k8s_model
 from tornado import web
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
 
+from .. import shared_servers
+from ..identity import identity_of, legacy_names
 from . import annotations as ann
 from . import sharing, storage, token_secret
 from .k8s_calls import RetryPolicy
@@ -93,6 +95,16 @@ class EGISpawner(KubeSpawner):
         schemes) tried, by name, before creating a new home claim. Default:
         zero-to-jupyterhub's claim-{username}, or claim-{user_server} with
         home_claim_per_server.""",
+    )
+    adopt_unbound_legacy_claims = Bool(
+        False,
+        config=True,
+        help="""Adopt a claim made before EGISpawner recorded owners (egi-notebooks-hub
+        1.0's, zero-to-jupyterhub's) by its username alone, for accounts bound to a provider
+        identity. Off: such a claim is adopted only when `egi-notebooks migrate-users`
+        recorded its username as a 1.0 name of the account's identity, because 1.0 usernames
+        (changeable preferred_usernames) may have named another person. Turn on only if every
+        username of this hub has always named the same person.""",
     )
     legacy_claim_scan = Bool(
         False,
@@ -258,6 +270,8 @@ class EGISpawner(KubeSpawner):
     # ----- auth state, profiles ---------------------------------------------------------
 
     _membership: Membership = Membership()
+    _identity: str | None = None  # egi_notebooks.identity: the account's provider identity
+    _legacy_names: tuple[str, ...] = ()  # 1.0 names migrate-users recorded for it
     _loaded_annotations: dict[str, str] = {}
     _tokens: dict[str, str] | None = None
     _flavor: str | None = None
@@ -274,17 +288,22 @@ class EGISpawner(KubeSpawner):
     _refresh_due: bool = False  # tokens revoked by before_share: refresh the owner after it
 
     async def run_auth_state_hook(self, auth_state: dict | None) -> None:
-        """Remember VO membership and the pod-visible tokens, then run the operator's hook."""
+        """Remember VO membership, the pod-visible tokens and the account's identity, then
+        run the operator's hook."""
+        self._learn(auth_state)
+        await super().run_auth_state_hook(auth_state)
+
+    def _learn(self, auth_state: dict | None) -> None:
         self._membership = Membership.from_auth_state(auth_state)
         self._tokens = token_secret.token_data(auth_state)
-        await super().run_auth_state_hook(auth_state)
+        # the provider identity the account is bound to (the authenticator records it)
+        self._identity = identity_of(auth_state)
+        self._legacy_names = tuple(legacy_names(auth_state))
 
     async def load_membership(self) -> Membership:
         """The user's VO membership: as the auth_state hook saw it, else read now."""
         if not self._membership.known:
-            auth_state = await self.user.get_auth_state()
-            self._membership = Membership.from_auth_state(auth_state)
-            self._tokens = token_secret.token_data(auth_state)
+            self._learn(await self.user.get_auth_state())
         return self._membership
 
     @validate("profile_list")
@@ -346,10 +365,13 @@ class EGISpawner(KubeSpawner):
         legacy = [self._expand_user_properties(t) for t in templates] + [
             self._expand_user_properties(t, slug_scheme="escape") for t in templates
         ]
+        claimant = storage.Claimant(
+            self.user.name, self._identity, self._legacy_names, self.adopt_unbound_legacy_claims
+        )
         found = await storage.find_home_claim(
             self.api,
             self.namespace,
-            self.user.name,
+            claimant,
             self.pvc_name,
             legacy,
             self._policy,
@@ -364,6 +386,11 @@ class EGISpawner(KubeSpawner):
         else:
             manifest = self.get_pvc_manifest()
             manifest.metadata.labels = {**(manifest.metadata.labels or {}), **self._labels()}
+            if self._identity:  # whose it is, for any later adoption (storage._verdict)
+                manifest.metadata.annotations = {
+                    **(manifest.metadata.annotations or {}),
+                    ann.OWNER_IDENTITY: self._identity,
+                }
             await storage.create_claim(self.api, self.namespace, manifest, self._policy, self.log)
         self._pvc_exists = True  # kubespawner then skips its own claim creation
 
@@ -410,7 +437,8 @@ class EGISpawner(KubeSpawner):
 
     def _secret_shared(self) -> bool:
         """Whether this server, or another live one mounting the same Secret, is shared now
-        (read from the hub database at each write, so no token follows a share)."""
+        or has been since it started (read from the hub database at each write, so no token
+        follows a share, nor outlives it in a server a guest was in)."""
         db = sharing.session_of(self)
         servers = [s for s in self._servers_on_secret() if s.orm_spawner is not None]
         if any(s._share_pending for s in self._servers_on_secret()):
@@ -419,7 +447,7 @@ class EGISpawner(KubeSpawner):
             return False
         # not _sharing_blocked: that says the delivered tokens were revoked, which only
         # sharing_started does
-        return bool(sharing.shared_spawner_ids(db, [s.orm_spawner.id for s in servers]))
+        return any(shared_servers.shared_since_start(db, s.orm_spawner) for s in servers)
 
     def sharing_refusal(self) -> str | None:
         # after a hub restart, before any auth_state: what the pod's annotations recorded
@@ -431,10 +459,11 @@ class EGISpawner(KubeSpawner):
         )
 
     def _shared_in_db(self) -> bool:
+        """Shared now, or since this server started (then until it restarts)."""
         db = sharing.session_of(self)
         if db is None or self.orm_spawner is None:
             return False
-        return self.orm_spawner.id in sharing.shared_spawner_ids(db, [self.orm_spawner.id])
+        return shared_servers.shared_since_start(db, self.orm_spawner)
 
     async def before_share(self) -> str | None:
         """Called by the share API before JupyterHub creates a share or share code of this
@@ -470,7 +499,9 @@ class EGISpawner(KubeSpawner):
     async def sharing_started(self) -> None:
         """A share of this server was seen: empty its Secret, revoke the access tokens it may
         have received, get the owner new ones (which go to no shared server); then delete
-        the shares if this server may not be shared."""
+        the shares if this server may not be shared. Recorded as shared: no token reaches it
+        again until it restarts."""
+        shared_servers.mark(sharing.session_of(self), self.orm_spawner)
         if not self._sharing_blocked:
             await self._withhold_tokens(strict=False)
             await self._refresh_owner()
@@ -480,11 +511,16 @@ class EGISpawner(KubeSpawner):
             self.log.warning("Deleted %s shares of %s: %s", deleted, self._log_name, refusal)
 
     async def sharing_ended(self) -> None:
-        """The last share of this server is gone: its Secret gets the current tokens."""
+        """No share of this server is left. If one existed since it started, nothing changes:
+        a guest may have copied its token or left a process, so the tokens stay withheld
+        until it restarts. If none did (a share request that made no share), its Secret
+        gets the current tokens again."""
         if self._share_pending:
             return  # a share is being made: after_share decides
+        if self._shared_in_db():
+            return
         self._sharing_blocked = False
-        self.log.info("%s is no longer shared: tokens are delivered again", self._log_name)
+        self.log.info("%s was not shared: tokens are delivered again", self._log_name)
         auth_state = await self.user.get_auth_state() or {}
         await update_user_token_secrets(self.user, auth_state)
 
@@ -513,9 +549,12 @@ class EGISpawner(KubeSpawner):
         servers = self._servers_on_secret()
         candidates: list[Any] = [t for s in servers for t in s._delivered_access_tokens]
         candidates.append(auth_state.get("access_token"))
+        # and what the hub's access-token endpoint (the tokens service) handed the server
+        candidates += shared_servers.delivered.of(self.orm_spawner.id)
         tokens = {t for t in candidates if isinstance(t, str) and t}
         revoked = await revoke(sorted(tokens)) if tokens else 0
         if revoked == len(tokens):
+            shared_servers.delivered.forget(self.orm_spawner.id, tokens)
             for server in servers:
                 server._delivered_access_tokens = ()
         return revoked, len(tokens)
@@ -674,6 +713,7 @@ class EGISpawner(KubeSpawner):
 
     def clear_state(self) -> None:
         super().clear_state()
+        self._sharing_blocked = False  # a (re)start: a new server token, nothing withheld yet
         self._loaded_annotations = {}
         self._pod_image = None
 

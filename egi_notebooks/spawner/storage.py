@@ -39,6 +39,7 @@ from functools import partial
 from typing import Any
 
 from egi_notebooks.entitlements import EntitlementPattern, parse_pattern
+from egi_notebooks.identity import IDENTITY_KEY
 
 from . import annotations as ann
 from .k8s_calls import KubernetesTrouble, RetryPolicy, call, gone_is_done, not_found_is_none
@@ -136,10 +137,51 @@ def _owner(claim: Any, username: str) -> bool | None:
     return annotated in (None, username) and labelled in (None, user_slug(username))
 
 
+def _owner_identity_of(claim: Any) -> str | None:
+    return ((claim.metadata.annotations or {}) if claim.metadata else {}).get(ann.OWNER_IDENTITY)
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """Who a home claim is looked up for: the hub user and, when the authenticator records
+    one (``egi_notebooks.identity``), the provider identity the account is bound to, with the
+    egi-notebooks-hub 1.0 names ``migrate-users`` recorded for that identity."""
+
+    username: str
+    identity: str | None = None
+    legacy_names: tuple[str, ...] = ()
+    adopt_unbound: bool = False  # EGISpawner.adopt_unbound_legacy_claims
+
+    @property
+    def names(self) -> list[str]:
+        return list(dict.fromkeys([self.username, *self.legacy_names]))
+
+
+def _verdict(claim: Any, who: Claimant) -> str:
+    """``mine``, ``other`` (another user's or identity's), ``unknown`` (names nobody) or
+    ``unbound`` (names the user but records no owner identity, and no migration record or
+    configuration vouches for it)."""
+    recorded = _owner_identity_of(claim)
+    if recorded is not None:
+        # what the spawner wrote at creation; an account without a known identity (another
+        # authenticator, a session from before identities were recorded) cannot match it
+        return "mine" if who.identity is not None and recorded == who.identity else "other"
+    named = [n for n in who.names if _owner(claim, n)]
+    if not named:
+        return "unknown" if _owner(claim, who.username) is None else "other"
+    if who.identity is None or who.adopt_unbound:
+        return "mine"  # no identity to bind: the username is all the hub knows
+    # a claim made before owners were recorded (1.0's, z2jh's): its username annotation may
+    # have named someone else then (1.0 names were changeable preferred_usernames)
+    annotated = _username_of(claim)
+    return "mine" if annotated is not None and annotated in who.legacy_names else "unbound"
+
+
 def _names(claim: Any) -> str:
+    owner = " (records an owner identity)" if _owner_identity_of(claim) is not None else ""
     return (
         f"annotation {ann.USERNAME}={_username_of(claim)!r}, "
-        f"label {ann.USER_SLUG_LABEL}={_slug_label_of(claim)!r}"
+        f"label {ann.USER_SLUG_LABEL}={_slug_label_of(claim)!r}{owner}"
     )
 
 
@@ -167,10 +209,10 @@ def _refuse_unowned(claim: Any, namespace: str, username: str, log: Any) -> None
 
 def _refuse_taken(claim: Any, namespace: str, username: str, log: Any) -> None:
     log.error(
-        "Refusing to spawn for user %r: claim %s/%s, this user's home claim name, belongs "
-        "to another user (%s; this user's slug is %r), so no claim can be created there. "
-        "Create one for the user under any name, labelled %s=%s and annotated %s=<username>; "
-        "the next spawn adopts it.",
+        "Refusing to spawn for user %r: claim %s/%s, this user's home claim name, is not "
+        "known to be this user's (%s; this user's slug is %r; see the warning above), so no "
+        "claim can be created there. Create one for the user under any name, labelled %s=%s "
+        "and annotated %s=<username>; the next spawn adopts it.",
         username,
         namespace,
         claim.metadata.name,
@@ -182,7 +224,8 @@ def _refuse_taken(claim: Any, namespace: str, username: str, log: Any) -> None:
     )
     raise ClaimOwnershipRefused(
         "Your home volume could not be attached: the storage claim found under your name "
-        "belongs to another user. Please contact the operators of this service."
+        "belongs to another user, or is not recorded as yours. Please contact the operators "
+        "of this service."
     )
 
 
@@ -198,7 +241,7 @@ def _oldest(claims: list[Any]) -> str | None:
 async def find_home_claim(
     api: Any,
     namespace: str,
-    username: str,
+    username: str | Claimant,
     name: str,
     legacy_names: list[str],
     policy: RetryPolicy,
@@ -208,11 +251,14 @@ async def find_home_claim(
 ) -> str | None:
     """The name of the user's existing home claim, or None (see the module docstring).
 
-    Raises :class:`ClaimOwnershipRefused` for a claim found by name that names nobody (it
-    may hold this user's files), and when the claim at ``name`` is another user's and no
+    ``username``: the user, or a :class:`Claimant` with the identity the account is bound
+    to. Raises :class:`ClaimOwnershipRefused` for a claim found by name that names nobody (it
+    may hold this user's files), and when the claim at ``name`` is not the user's and no
     other claim of this user is found (``name`` cannot be created then).
     """
-    taken = None  # another user's claim at ``name``
+    who = username if isinstance(username, Claimant) else Claimant(username)
+    user = who.username
+    taken = None  # a claim at ``name`` that is not the user's
     for candidate in dict.fromkeys([name, *legacy_names]):
         found = await call(
             partial(api.read_namespaced_persistent_volume_claim, candidate, namespace),
@@ -223,45 +269,74 @@ async def find_home_claim(
         )
         if found is None:
             continue
-        owned = _owner(found, username)
-        if owned:
+        verdict = _verdict(found, who)
+        if verdict == "mine":
             return candidate
-        if owned is None:
-            _refuse_unowned(found, namespace, username, log)
-        log.warning(
-            "Not adopting claim %s/%s for user %r: it belongs to another user (%s); "
-            "kubespawner's escaped legacy names coincide with other users' plain names.",
-            namespace,
-            candidate,
-            username,
-            _names(found),
-        )
+        if verdict == "unknown":
+            _refuse_unowned(found, namespace, user, log)
+        _log_not_adopted(found, namespace, who, verdict, log)
         if candidate == name:
             taken = found
-    adopted = (
-        await _find_labelled(api, namespace, username, policy, log, scan) if by_label else None
-    )
+    adopted = await _find_labelled(api, namespace, who, policy, log, scan) if by_label else None
     if adopted is None and taken is not None:
-        _refuse_taken(taken, namespace, username, log)
+        _refuse_taken(taken, namespace, user, log)
     return adopted
 
 
-async def _find_labelled(
-    api: Any, namespace: str, username: str, policy: RetryPolicy, log: Any, scan: bool
-) -> str | None:
-    """Steps 3 and 4 of the module docstring (home claims only: per-server claims are not)."""
-    selector = f"{ann.USER_SLUG_LABEL}={user_slug(username)}"
-    labelled = await call(
-        lambda: api.list_namespaced_persistent_volume_claim(namespace, label_selector=selector),
-        "look up labelled storage claims",
-        policy,
-        log,
+def _log_not_adopted(claim: Any, namespace: str, who: Claimant, verdict: str, log: Any) -> None:
+    if verdict == "unbound":
+        log.warning(
+            "Not adopting claim %s/%s for user %r: it names this user (%s) but records no "
+            "owner identity, and `egi-notebooks migrate-users` recorded no egi-notebooks-hub "
+            "1.0 name of this account's identity for it: its username may have named another "
+            "person then. If it is this user's, annotate it (kubectl -n %s annotate pvc %s "
+            "%s=<the %s of the user's auth_state>).",
+            namespace,
+            claim.metadata.name,
+            who.username,
+            _names(claim),
+            namespace,
+            claim.metadata.name,
+            ann.OWNER_IDENTITY,
+            IDENTITY_KEY,
+        )
+        return
+    log.warning(
+        "Not adopting claim %s/%s for user %r: it belongs to another user or identity (%s); "
+        "kubespawner's escaped legacy names coincide with other users' plain names.",
+        namespace,
+        claim.metadata.name,
+        who.username,
+        _names(claim),
     )
-    mine = [c for c in labelled.items if _owner(c, username)]
-    if found := _oldest(mine):
-        return found
+
+
+async def _find_labelled(
+    api: Any, namespace: str, who: Claimant, policy: RetryPolicy, log: Any, scan: bool
+) -> str | None:
+    """Steps 3 and 4 of the module docstring (home claims only: per-server claims are not),
+    under the username and the 1.0 names recorded for the account's identity."""
+    mine: list[Any] = []
+    for slug in dict.fromkeys(user_slug(n) for n in who.names):
+        selector = f"{ann.USER_SLUG_LABEL}={slug}"
+        labelled = await call(
+            partial(
+                api.list_namespaced_persistent_volume_claim, namespace, label_selector=selector
+            ),
+            "look up labelled storage claims",
+            policy,
+            log,
+        )
+        for found in labelled.items:
+            verdict = _verdict(found, who)
+            if verdict == "mine":
+                mine.append(found)
+            elif verdict == "unbound":
+                _log_not_adopted(found, namespace, who, verdict, log)
+    if found_name := _oldest(mine):
+        return found_name
     if scan:
-        log.warning("Scanning %s claims for %s (legacy_claim_scan)", namespace, username)
+        log.warning("Scanning %s claims for %s (legacy_claim_scan)", namespace, who.username)
         every = await call(
             lambda: api.list_namespaced_persistent_volume_claim(
                 namespace, label_selector=LEGACY_SELECTOR
@@ -271,7 +346,7 @@ async def _find_labelled(
             log,
         )
         return _oldest(
-            [c for c in every.items if _username_of(c) == username and _owner(c, username)]
+            [c for c in every.items if _username_of(c) in who.names and _verdict(c, who) == "mine"]
         )
     return None
 
