@@ -12,6 +12,7 @@ from egi_notebooks.hubconfig import (
     add_accounting_service,
     add_status_service,
     add_tokens_service,
+    restrict_admin_role,
     use_egi_pages,
 )
 from egi_notebooks.spawner.profiles import Membership, filter_profiles
@@ -39,6 +40,9 @@ c.EGICheckinAuthenticator.client_secret = env["EGI_DEMO_CLIENT_SECRET"]
 c.EGICheckinAuthenticator.oauth_callback_url = f"{hub_url}/hub/oauth_callback"
 c.EGICheckinAuthenticator.allowed_vos = {"vo.notebooks.egi.eu", "vo.access.egi.eu"}
 c.EGICheckinAuthenticator.admin_entitlements = {"vo.notebooks.egi.eu:role=manager"}
+# As in production: the admin role without admin:auth_state, so the users' refresh tokens
+# never leave the hub, not even to admins (what the token page says).
+restrict_admin_role(c)
 c.EGICheckinAuthenticator.vo_priority = ["vo.notebooks.egi.eu"]
 
 # No cluster on a laptop: JupyterLab servers run as local processes. Production uses

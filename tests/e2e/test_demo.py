@@ -131,6 +131,50 @@ def test_a_bad_internal_port_range_is_one_clear_line(tmp_path):
     assert not (tmp_path / "state").exists()
 
 
+class SignedIn:
+    """A demo user signed in through the demo's Check-in, calling the hub API as a browser
+    does: with its cookies and the XSRF header the hub asks of such requests."""
+
+    def __init__(self, demo: DemoProcess, login: str) -> None:
+        self.url = demo.url
+        result = sign_in(demo.url, login)
+        assert result.ok, (result.response.status_code, result.response.text[:300])
+        self.client = result.client
+
+    def get(self, path: str) -> httpx.Response:
+        return self.client.get(f"{self.url}{path}")
+
+    def api(self, method: str, path: str, **kw) -> httpx.Response:
+        xsrf = [c.value for c in self.client.cookies.jar if c.name == "_xsrf"]
+        assert xsrf, "the hub set no _xsrf cookie"
+        headers = {"X-XSRFToken": xsrf[-1]}
+        return self.client.request(method, f"{self.url}/hub/api{path}", headers=headers, **kw)
+
+
+def test_the_demos_admin_reads_no_users_tokens_and_still_administers(demo):
+    # the demo's token page says the refresh token never leaves the hub: as in production
+    # (restrict_admin_role), not even to an admin
+    alice = SignedIn(demo, "alice")
+    assert alice.get("/hub/home").status_code == 200
+    admin = SignedIn(demo, "admin")  # a hub admin by the manager entitlement
+    assert admin.get("/hub/home").status_code == 200
+    me = admin.api("GET", "/user")
+    assert me.status_code == 200 and me.json()["admin"] is True, me.text[:300]
+    r = admin.api("GET", "/users/alice@egi.eu")
+    assert r.status_code == 200, r.text[:300]
+    assert "auth_state" not in sorted(r.json())  # keys only: no token in a failure message
+    assert "refresh_token" not in r.text and "access_token" not in r.text
+    # nor through a token of the admin's own making
+    minted = admin.api("POST", "/users/admin@egi.eu/tokens", json={"scopes": ["admin:auth_state"]})
+    assert minted.status_code == 400, minted.text[:300]
+    # and still administers, as in production: the admin page and the user list
+    assert admin.get("/hub/admin").status_code == 200
+    users = admin.api("GET", "/users")
+    assert users.status_code == 200
+    assert "alice@egi.eu" in {u["name"] for u in users.json()}
+    assert all("auth_state" not in u for u in users.json())
+
+
 def test_ctrl_c_stops_everything_and_state_stays_in_its_directory(demo):
     assert f"running at {demo.url}/" in demo.text
     assert str(demo.state_dir) in demo.text  # it names the directory
