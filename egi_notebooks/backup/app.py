@@ -194,6 +194,16 @@ class BackupApp(HubServiceApp):
         help="Attempts of a restic command that finds the repository locked by another.",
     )
     lock_backoff = Float(30, config=True, help="Seconds before the second such attempt (doubling).")
+    restore_staging_dir = Unicode(
+        "",
+        config=True,
+        help="Where a restore puts the snapshot's files first (a new private directory, mode "
+        "0700, made in it for each restore) before checking them and moving them into the "
+        "claim without following links (default: the temporary directory, $TMPDIR or /tmp). "
+        "No user may reach it: outside every claim; under mount_root only in a folder whose "
+        "name starts with a dot, such as /homes/.egi-notebooks-restore, where the files are "
+        "moved by renaming instead of being copied.",
+    )
     warning_days = Float(
         1, config=True, help="Check: WARNING when a volume's last backup is older (days)."
     )

@@ -124,7 +124,15 @@ def cmd_restore(argv: list[str]) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         started = time.monotonic()
-        target = await restore(restic, snapshot, home, args.target, args.in_place)
+        target = await restore(
+            restic,
+            snapshot,
+            home,
+            args.target,
+            args.in_place,
+            root=app.mount_root,
+            staging_dir=app.restore_staging_dir,
+        )
         app.log.info("restored snapshot %s (%s, claim %s) of user %r into %s in %.1f s",
                      snapshot.short_id, snapshot.time.isoformat(), snapshot.claim, args.user,
                      target, time.monotonic() - started)  # fmt: skip

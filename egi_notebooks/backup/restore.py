@@ -4,23 +4,27 @@ A restore goes into a new folder of the user's home, ``restored-YYYY-MM-DD/`` (t
 date, UTC; ``-2``, ``-3``... when that name is taken), or into a given empty directory (a new
 claim mounted for the purpose). Only ``in_place`` writes into the home itself, over the files
 there, and the caller must have confirmed it.
+
+restic never writes into a claim: the user's processes run as the restore's uid and could put
+a link to another claim where it writes. It restores into a private staging directory out of
+the users' reach, and the files are then moved in without following links (:mod:`.placing`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+from .placing import PlacingError, inspect, open_dir, open_under, place
 from .restic import Restic, ResticError
 from .volumes import tag, tag_values
 
-
-def is_dir(path: str) -> bool:
-    return os.path.isdir(path)
+log = logging.getLogger(__name__)
 
 
 class RestoreError(Exception):
@@ -105,50 +109,75 @@ def choose(snapshots: list[Snapshot], snapshot_id: str = "", date: str = "") -> 
     return snapshots[-1]
 
 
-def new_folder(home: str, day: dt.date) -> str:
-    """Create and return ``home/restored-YYYY-MM-DD`` (or ``-2``...): always a new directory,
-    made atomically, so two restores never share one."""
-    base = os.path.join(home, f"restored-{day.isoformat()}")
+def new_folder(home_fd: int, day: dt.date) -> tuple[str, int]:
+    """Create ``restored-YYYY-MM-DD`` (or ``-2``...) in the directory ``home_fd``: always a new
+    directory, made atomically, so two restores never share one; (its name, a descriptor of
+    it, opened without following a link)."""
+    base = f"restored-{day.isoformat()}"
     for n in range(1, 1000):
-        path = base if n == 1 else f"{base}-{n}"
+        name = base if n == 1 else f"{base}-{n}"
         try:
-            os.mkdir(path, 0o755)
-        except FileExistsError:
+            os.mkdir(name, 0o755, dir_fd=home_fd)
+        except FileExistsError:  # a folder, a file or a link: never reused
             continue
-        return path
-    raise RestoreError(f"too many restored folders in {home}")
+        try:
+            return name, open_dir(name, home_fd)
+        except OSError as e:
+            raise RestoreError(
+                f"{name} was replaced during the restore ({e.strerror}): stopped"
+            ) from None
+    raise RestoreError("too many restored folders in the home")
 
 
-def merge_over(source: str, dest: str) -> None:
-    """Move everything under ``source`` into ``dest``, replacing what is there (files and
-    links atomically, each with :func:`os.replace`); entries of ``dest`` that ``source`` does
-    not have stay. Both are on one filesystem (``source`` is made inside ``dest``)."""
-    for entry in os.scandir(source):
-        target = os.path.join(dest, entry.name)
-        if entry.is_dir(follow_symlinks=False):
-            if os.path.isdir(target) and not os.path.islink(target):
-                merge_over(entry.path, target)
-                continue
-            if os.path.lexists(target):
-                os.unlink(target)
-            os.rename(entry.path, target)
-            continue
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-        os.replace(entry.path, target)
+def check_staging(staging: str, mount_root: str, destination: str) -> str:
+    """``staging`` (absolute) when no user can reach it: not in the destination and, under the
+    mount root, only in a folder whose name starts with a dot (the names of claims and
+    namespaces never do, so it is in no claim); RestoreError otherwise."""
+    path = os.path.realpath(staging)
 
+    def below(outer: str) -> str | None:
+        """``path`` relative to ``outer`` when it is inside it."""
+        outer = os.path.realpath(outer)
+        if path == outer or path.startswith(outer.rstrip(os.sep) + os.sep):
+            return os.path.relpath(path, outer)
+        return None
 
-def empty_target(path: str) -> str:
-    """``path`` as a restore target: created if missing, refused unless empty."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise RestoreError(f"cannot create {path}: {e.strerror}") from None
-    if not os.path.isdir(path):
-        raise RestoreError(f"{path} is not a directory")
-    if os.listdir(path):
-        raise RestoreError(f"{path} is not empty: restore into an empty directory")
+    inside_destination = bool(destination) and below(destination) is not None
+    rel = below(mount_root) if mount_root else None
+    if inside_destination or (rel is not None and not rel.startswith(".")) or rel == ".":
+        raise RestoreError(
+            f"the restore staging directory {staging} is where a user can reach it: set "
+            "restore_staging_dir outside every claim (see the backup docs)"
+        )
     return path
+
+
+def open_destination(home: str | None, target: str, root: str, claim: str | None) -> int:
+    """A descriptor of the directory the restore goes into: ``target`` (the operator's path),
+    else the claim ``home``, every component below ``root`` opened without following a link."""
+    if target:
+        try:
+            os.makedirs(target, exist_ok=True)
+            fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise RestoreError(f"cannot create {target}: {e.strerror}") from None
+        if os.listdir(fd):
+            os.close(fd)
+            raise RestoreError(f"{target} is not empty: restore into an empty directory")
+        return fd
+    if not home:
+        raise RestoreError(
+            f"the home directory of claim {claim} is not under the mount root: "
+            "restore into a new claim with --target"
+        )
+    try:
+        return open_under(root or os.path.dirname(home), home)
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise RestoreError(
+            f"the home directory {home} of claim {claim} cannot be opened as a directory "
+            f"without following links ({reason})"
+        ) from None
 
 
 async def restore(
@@ -157,37 +186,64 @@ async def restore(
     home: str | None,
     target: str = "",
     in_place: bool = False,
+    *,
+    root: str = "",
+    staging_dir: str = "",
 ) -> str:
     """Restore ``snapshot``; the directory its files went to.
 
     ``target``: an empty (or new) directory; else ``in_place``: into ``home`` itself (over
     existing files: the caller has confirmed); else a new ``restored-<date>`` folder of
-    ``home``.
+    ``home``. ``root``: the mount root, above which paths are the operator's (trusted).
+
+    restic writes into a private directory made (mode 0700) in ``staging_dir`` (default: the
+    temporary directory), never into the claim; what it wrote is checked, then moved into the
+    destination without following any link (:mod:`.placing`), so the user's own processes
+    cannot turn the restore into a write outside their claim, whatever they do meanwhile.
     """
-    if target:
-        where = empty_target(target)
-    elif in_place:
-        if not home or not is_dir(home):
-            raise RestoreError(f"the home directory {home!r} of claim {snapshot.claim} is missing")
-        where = home
-        staging = tempfile.mkdtemp(prefix=".egi-notebooks-restore-", dir=home)
+    destination_fd = open_destination(home, target, root, snapshot.claim)
+    try:
+        staging_root = staging_dir or tempfile.gettempdir()
+        check_staging(staging_root, root, target or home or "")
         try:
-            await restic.restore(snapshot.id, staging)
-            merge_over(staging, home)
-        except ResticError as e:
-            raise RestoreError(f"restic restore failed ({e.kind}): {e}") from None
+            os.makedirs(staging_root, mode=0o700, exist_ok=True)
+            staging = tempfile.mkdtemp(prefix="egi-notebooks-restore-", dir=staging_root)
+        except OSError as e:
+            raise RestoreError(f"cannot make a staging directory in {staging_root}: {e}") from None
+        try:
+            try:
+                await restic.restore(snapshot.id, staging)
+            except ResticError as e:
+                raise RestoreError(f"restic restore failed ({e.kind}): {e}") from None
+            staged = open_dir(staging)
+            try:
+                try:
+                    skipped = inspect(staged)
+                except PlacingError as e:
+                    raise RestoreError(f"refused, the snapshot's {e}") from None
+                if skipped:
+                    log.warning("not restored (devices, fifos or sockets): %s", ", ".join(skipped))
+                if target:
+                    where = target
+                    into = os.dup(destination_fd)
+                elif in_place:
+                    where = home or ""
+                    into = os.dup(destination_fd)
+                else:
+                    name, into = new_folder(destination_fd, snapshot.time.date())
+                    where = os.path.join(home or "", name)
+                try:
+                    place(staged, into, skipped)
+                except PlacingError as e:
+                    raise RestoreError(
+                        f"restore into {where} stopped at {e}; nothing was written outside it"
+                    ) from None
+                finally:
+                    os.close(into)
+            finally:
+                os.close(staged)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return where
-    else:
-        if not home or not is_dir(home):
-            raise RestoreError(
-                f"the home directory of claim {snapshot.claim} is not under the mount root: "
-                "restore into a new claim with --target"
-            )
-        where = new_folder(home, snapshot.time.date())
-    try:
-        await restic.restore(snapshot.id, where)
-    except ResticError as e:
-        raise RestoreError(f"restic restore failed ({e.kind}): {e}") from None
+    finally:
+        os.close(destination_fd)
     return where
