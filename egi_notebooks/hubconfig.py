@@ -86,8 +86,8 @@ def add_tokens_service(
     args: list[str] | tuple[str, ...] = (),
     environment: dict[str, str] | None = None,
 ) -> None:
-    """The tokens service, its role (``custom:egi-notebooks:access-tokens`` and ``read:shares``,
-    to refuse the tokens of shared servers), and, when
+    """The tokens service, its role (``custom:egi-notebooks:access-tokens``; the hub refuses the
+    tokens of shared servers), and, when
     ``users_may_use_api_tokens``, the user role extended so a user's own API token may carry
     ``custom:egi-notebooks:token`` (server tokens work without it).
 
@@ -104,9 +104,8 @@ def add_tokens_service(
         "load_roles",
         {
             "name": f"{name}-service",
-            "description": "egi-notebooks tokens service: access tokens, and who shares",
-            # read:shares: a shared server's token gets no access token
-            "scopes": [ACCESS_TOKENS_SCOPE, "read:shares"],
+            "description": "egi-notebooks tokens service: access tokens",
+            "scopes": [ACCESS_TOKENS_SCOPE],
             "services": [name],
         },
     )

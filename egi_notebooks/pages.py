@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from sqlalchemy.orm import object_session
 from traitlets import Dict, Unicode
 from traitlets.config import Configurable
 
@@ -325,6 +326,21 @@ class PageContext:
                 return str(section["token_file_env"])
         trait = spawner_class.class_traits().get("token_file_env")
         return str(trait.default_value) if trait is not None else ""
+
+    def servers_shared_since_start(self, user: Any) -> list[str]:
+        """Names of ``user``'s running servers that have been shared since they started
+        (``""``: the default server): they get no tokens until restarted."""
+        from .shared_servers import shared_since_start
+
+        orm_user = getattr(user, "orm_user", None)
+        db = object_session(orm_user) if orm_user is not None else None
+        if orm_user is None or db is None:
+            return []
+        return sorted(
+            name
+            for name, orm_spawner in orm_user.orm_spawners.items()
+            if orm_spawner.server is not None and shared_since_start(db, orm_spawner)
+        )
 
     def probe_users(self) -> list[str]:
         """The status service's probe users (from the services' command lines)."""

@@ -1,16 +1,19 @@
-"""Shared servers get none of their owner's tokens.
+"""Shared servers get none of their owner's tokens, until they restart.
 
 JupyterHub's sharing (``POST /hub/api/shares/{owner}/{server}``, share codes) lets other
 users into a server: its terminals and kernels run as the owner's pod, so everything the pod
-holds is theirs to read. While a server is shared (a live Share or ShareCode exists for it)
-its token Secret holds no token, and the access token delivered before the share is revoked
-at the provider. JupyterHub has no hook when a share is made: the share API requests go
-through ``egi_notebooks.auth.share_guard``, which has the spawner withhold its tokens before
-JupyterHub makes the share, and the shares made otherwise (and the end of every share) are
-seen by a :class:`ShareWatcher` in the hub process that reads the hub database every
+holds is theirs to read, and what they copy or leave running outlives the share. Once a
+server has had a live Share or ShareCode since it started, its token Secret holds no token
+until it restarts (a new pod, a new server API token: see :mod:`egi_notebooks.shared_servers`,
+which records it in the hub database), and the access tokens delivered before the share are
+revoked at the provider. JupyterHub has no hook when a share is made: the share API requests
+go through ``egi_notebooks.auth.share_guard``, which has the spawner withhold its tokens
+before JupyterHub makes the share, and the shares made otherwise are seen by a
+:class:`ShareWatcher` in the hub process that reads the hub database every
 ``EGISpawner.share_check_interval`` seconds; every write of a token Secret (spawn, refresh)
 checks the database at that moment, so a share never receives a token written after it was
-seen. The tokens service checks the shares of the calling server at each request.
+seen. The hub's access-token endpoint (behind the tokens service) refuses such a server's
+token too.
 
 This module holds the database reads and the watcher; the spawner decides what to write.
 """
@@ -24,14 +27,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from jupyterhub import orm
-from sqlalchemy import or_
 from sqlalchemy.orm import object_session
 
+from ..shared_servers import live_shares
+
 log = logging.getLogger(__name__)
-
-
-def _live(cls: Any, query: Any) -> Any:
-    return query.filter(or_(cls.expires_at.is_(None), cls.expires_at >= cls.now()))
 
 
 def session_of(spawner: Any) -> Any:
@@ -43,18 +43,8 @@ def session_of(spawner: Any) -> Any:
 
 def shared_spawner_ids(db: Any, spawner_ids: Iterable[int] | None = None) -> set[int]:
     """Ids of the ``orm.Spawner`` rows with a live share or share code (all, or among
-    ``spawner_ids``). Reads columns only: the answer is the database's, never a stale
-    object's."""
-    wanted = None if spawner_ids is None else {i for i in spawner_ids if i is not None}
-    if wanted is not None and not wanted:
-        return set()
-    found: set[int] = set()
-    for cls in (orm.Share, orm.ShareCode):
-        query = _live(cls, db.query(cls.spawner_id))
-        if wanted is not None:
-            query = query.filter(cls.spawner_id.in_(wanted))
-        found.update(row[0] for row in query.distinct())
-    return found
+    ``spawner_ids``), read from the database."""
+    return live_shares(db, spawner_ids)
 
 
 def delete_shares(db: Any, spawner_id: int) -> int:
@@ -83,7 +73,8 @@ def sharing_refusal(
 class ShareWatcher:
     """One per hub process: every ``interval`` seconds, compare the servers with shares to
     what each live spawner last acted on, and have the spawner block (share appeared) or
-    restore (last share gone) its tokens."""
+    look again (last share gone: the tokens stay withheld until the server restarts, unless
+    the share request that blocked them made no share)."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval

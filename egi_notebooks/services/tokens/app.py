@@ -7,9 +7,10 @@ cached a few seconds), applies
 authenticator adds (``custom:egi-notebooks:access-tokens``; the refresh token never leaves
 the hub), forwarding the caller's token in the request body: the hub answers only while that
 token is live (a revoked token is refused on its next call) and, for a server's token, the
-one the hub gave that server. A server's token is refused while the server has a share or a
-share code (``read:shares``, asked at every request). Nothing is cached but the callers'
-identities, so a refresh is visible at once.
+one the hub gave that server, and refuses it while the server is shared or has been since it
+started (until it restarts: :mod:`egi_notebooks.shared_servers`), asked of the hub's database
+at every request. Nothing is cached but the callers' identities, so a refresh is visible at
+once.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from tornado.httpserver import HTTPServer
 from traitlets import Float, Integer
 
 from ..hub import HubAPIError, HubClient, HubServiceApp, service_application
-from .policy import SERVER_SHARED, SERVER_TOKEN_REQUIRED, Refused, grant_for, servers_named
+from .policy import MINTED_BY_ANOTHER, SERVER_SHARED, SERVER_TOKEN_REQUIRED, Refused, grant_for
 
-# how the hub's access-token endpoint starts its refusals of the caller's token
-CALLER_REFUSED_PREFIX = "The caller's token"
+# how the hub's access-token endpoint starts its refusals of the caller's token, and of a
+# server that was shared (egi_notebooks.auth.token_api)
+CALLER_REFUSED_PREFIXES = ("The caller's token", "The caller's server was shared")
 
 
 def caller_token(request: Any) -> str | None:
@@ -48,7 +50,7 @@ def caller_refusal(response: httpx.Response) -> str | None:
         message = response.json().get("message")
     except (ValueError, AttributeError):
         return None
-    if isinstance(message, str) and message.startswith(CALLER_REFUSED_PREFIX):
+    if isinstance(message, str) and message.startswith(CALLER_REFUSED_PREFIXES):
         return message
     return None
 
@@ -77,8 +79,6 @@ class TokenHandler(web.RequestHandler):
             grant = grant_for(identity, self.get_query_argument("user", None))
         except Refused as e:
             raise web.HTTPError(403, str(e)) from None
-        if grant.server_token:
-            await self.service.refuse_shared(grant.owner, servers_named(identity, grant.owner))
         body = await self.service.access_token_of(grant.owner, token, grant.server_token)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
@@ -136,31 +136,6 @@ class TokensApp(HubServiceApp):
             # HubAuth's messages name the hub's internal URL and host: not for callers
             raise web.HTTPError(503, "the hub could not identify the caller") from e
 
-    async def refuse_shared(self, owner: str, servers: list[str]) -> None:
-        """403 when one of ``owner``'s ``servers`` has a share or share code now (asked at
-        every request: no delay, nothing cached). Fails closed: an unanswered question is a
-        503, never a token."""
-        hub = self.hub
-        if hub is None:
-            raise web.HTTPError(503, "the tokens service is starting")
-        for server in servers:
-            for kind in ("shares", "share-codes"):
-                path = f"/{kind}/{quote(owner, safe='')}/{quote(server, safe='')}"
-                try:
-                    response = await hub.request("GET", path)
-                except HubAPIError as e:
-                    raise web.HTTPError(503, "the hub cannot be reached") from e
-                if response.status_code == 404:  # no such server of the owner
-                    raise web.HTTPError(403, SERVER_TOKEN_REQUIRED)
-                if response.status_code != 200:
-                    self.log.error("hub %s endpoint answered HTTP %s", kind, response.status_code)
-                    raise web.HTTPError(503, "the hub could not tell whether the server is shared")
-                items = response.json()
-                if isinstance(items, dict):  # a paginated answer
-                    items = items.get("items")
-                if items:
-                    raise web.HTTPError(403, SERVER_SHARED)
-
     async def access_token_of(
         self, user: str, caller_token: str, server_token: bool
     ) -> dict[str, Any]:
@@ -178,6 +153,10 @@ class TokensApp(HubServiceApp):
             raise web.HTTPError(503, "the hub cannot be reached") from e
         refusal = caller_refusal(response) if response.status_code == 403 else None
         if refusal is not None:
+            if "minted" in refusal:
+                raise web.HTTPError(403, MINTED_BY_ANOTHER)
+            if "was shared" in refusal:
+                raise web.HTTPError(403, SERVER_SHARED)
             if "server" in refusal:
                 raise web.HTTPError(403, SERVER_TOKEN_REQUIRED)
             raise web.HTTPError(403, "invalid or expired token")

@@ -13,7 +13,15 @@ class Refused(Exception):
 
 
 SERVER_TOKEN_REQUIRED = f"requires a token of your own server or the {TOKEN_SCOPE} scope"
-SERVER_SHARED = "this server is shared with other users: it gets no access token while it is"
+MINTED_BY_ANOTHER = (
+    "this token was minted for you by another user or a service: it gets no access token;"
+    " use your server's token or one you make yourself on the hub's token page"
+)
+SERVER_SHARED = (
+    "this server was shared with other users since it started: it gets no access token until "
+    "it is restarted (whoever was in it may have copied its token); restart it to get tokens "
+    "again"
+)
 
 
 @dataclass(frozen=True)
@@ -47,11 +55,3 @@ def grant_for(identity: dict[str, Any], requested_user: str | None = None) -> Gr
     if any(scope.startswith(own_server) for scope in scopes):
         return Grant(name, server_token=True)
     raise Refused(SERVER_TOKEN_REQUIRED)
-
-
-def servers_named(identity: dict[str, Any], owner: str) -> list[str]:
-    """The names of ``owner``'s servers the token's ``access:servers`` scopes name (a server's
-    own token names exactly one; ``""`` is the default server)."""
-    prefix = f"access:servers!server={owner}/"
-    scopes = identity.get("scopes") or []
-    return sorted({s[len(prefix) :] for s in scopes if isinstance(s, str) and s.startswith(prefix)})

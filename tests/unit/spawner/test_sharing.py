@@ -1,5 +1,6 @@
-"""Shares read from JupyterHub's own database model, the refusal rule, and the watcher's
-decisions (which spawner blocks or restores its tokens)."""
+"""Shares read from JupyterHub's own database model, the refusal rule, the watcher's
+decisions (which spawner blocks or restores its tokens), and a shared server that stays
+without tokens until it restarts."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from datetime import timedelta
 
 import pytest
 from jupyterhub import orm
+from jupyterhub.utils import hash_token
 
-from egi_notebooks.services.tokens.policy import servers_named
+from egi_notebooks import shared_servers
 from egi_notebooks.spawner import sharing
 
 
@@ -29,9 +31,22 @@ def servers(db):
     for user, name in ((alice, ""), (alice, "lab"), (alice, "other"), (bob, "")):
         spawner = orm.Spawner(user=user, name=name)
         db.add(spawner)
+        start(db, spawner)
         db.commit()
         made[f"{user.name}/{name}"] = spawner
     return made, alice, bob
+
+
+def start(db, orm_spawner) -> None:
+    """What JupyterHub records at a (re)start: a server, an OAuth client whose secret is a
+    hash of the new server API token."""
+    orm_spawner.server = orm.Server()
+    identifier = f"jupyterhub-user-{orm_spawner.user.name}-{orm_spawner.name}"
+    client = db.query(orm.OAuthClient).filter_by(identifier=identifier).one_or_none()
+    client = client or orm.OAuthClient(identifier=identifier)
+    client.secret = hash_token(f"server-token-{id(client)}-{orm_spawner.id}")
+    orm_spawner.oauth_client = client
+    db.commit()
 
 
 def test_a_share_or_a_live_share_code_makes_a_server_shared(db, servers):
@@ -68,19 +83,6 @@ def test_refusal_by_profile_or_primary_vo():
     assert refuse("std", "vo.a", ["gpu"], ["vo.a"]) == "servers of VO 'vo.a' may not be shared"
     assert refuse("std", "vo.b", ["gpu"], ["vo.a"]) is None
     assert refuse(None, None, ["gpu"], ["vo.a"]) is None
-
-
-def test_servers_named_by_a_tokens_scopes():
-    identity = {
-        "scopes": [
-            "access:servers!server=alice/",
-            "access:servers!server=alice/lab",
-            "access:servers!server=bob/",
-            "users:activity!user=alice",
-        ]
-    }
-    assert servers_named(identity, "alice") == ["", "lab"]
-    assert servers_named({"scopes": None}, "alice") == []
 
 
 class FakeSpawner:
@@ -224,9 +226,22 @@ async def test_share_empties_the_secret_revokes_and_the_end_restores(
     await spawner.sharing_started()  # seen again at the next tick: no second revocation
     assert len(revoked) == 3 and sharing.shared_spawner_ids(db) == {made["alice/"].id}
 
+    # the share ends: the server stays without tokens (a guest may have copied its token or
+    # left a process), whatever is refreshed, until it restarts
     orm.Share.revoke(db, made["alice/"], bob)
     await spawner.sharing_ended()
-    assert secret_files(cluster)["access_token"] == spawner.user.auth_state["access_token"]
+    spawner.user.auth_state = dict(ALICE_STATE, access_token="AT-after-the-share")
+    await tokens_changed(authenticator, spawner.user, spawner.user.auth_state)
+    assert secret_files(cluster) == {"access_token": "", "id_token": ""}
+    assert spawner.sharing_blocked
+    assert shared_servers.shared_since_start(db, made["alice/"])
+
+    # a restart: a new server token (a new OAuth client secret), the tokens come back
+    start(db, made["alice/"])
+    assert not shared_servers.shared_since_start(db, made["alice/"])
+    spawner.clear_state()
+    await spawner.update_token_secret(spawner.user.auth_state)
+    assert secret_files(cluster)["access_token"] == "AT-after-the-share"
     assert not spawner.sharing_blocked
 
 
