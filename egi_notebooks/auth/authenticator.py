@@ -11,6 +11,7 @@ them); the pieces with logic of their own that need no authenticator live in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import jwt
+from jupyterhub import orm
 from jupyterhub.crypto import CryptKeeper
 from jupyterhub.utils import maybe_future
 from oauthenticator.generic import GenericOAuthenticator
@@ -47,9 +49,17 @@ from ..entitlements import (
     parse_pattern,
     vos_of,
 )
+from ..identity import IDENTITY_KEY, bound_identity, carry_over, identity_of, make_identity
 from .background import BackgroundRefresher
 from .discovery import DiscoveryError, IdTokenError, OIDCMetadata
-from .jwt_login import DEFAULT_JWT_LOGIN_SCOPES, JWT_LOGIN_PATH, JWTLoginHandler
+from .jwt_login import (
+    BEARERS_KEY,
+    DEFAULT_JWT_LOGIN_SCOPES,
+    JWT_LOGIN_PATH,
+    JWTLoginChecker,
+    JWTLoginHandler,
+    end_jwt_logins,
+)
 from .login import EGICallbackHandler, EGILoginHandler, nonce_from_state_cookie
 from .logout import (
     EGILogoutHandler,
@@ -69,9 +79,10 @@ from .refresh import (
     needs_refresh,
     parse_token_response,
 )
-from .refresh_flow import apply_auth_model, end_hub_login
+from .refresh_flow import apply_auth_model, end_hub_access
 from .share_guard import share_handlers
 from .token_api import ACCESS_TOKEN_PATH, AccessTokenAPIHandler
+from .token_requests import TOKENS_PATH, RecordingUserTokenListAPIHandler
 from .usernames import USERNAME_PATTERN, VOPERSON_ID_PATTERN, default_pattern, usable_username
 
 CHECKIN_HOSTS = ("aai.egi.eu", "aai-demo.egi.eu", "aai-dev.egi.eu")
@@ -159,6 +170,16 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         the pattern, a value that Unicode NFKC normalisation changes (U+212A KELVIN SIGN
         would become ``K``) or with surrounding spaces is refused: such values fold
         different identities into one hub user.""",
+    )
+    identity_claim = Unicode(
+        "sub",
+        config=True,
+        help="""Claim that identifies a person for good (never changed, never reassigned):
+        each hub account is bound to its value at creation (or by ``egi-notebooks
+        migrate-users``), and a login whose value differs is refused (403), so that a
+        username that comes to name someone else (egi-notebooks-hub 1.0 named users after
+        the changeable ``preferred_username``) never hands over an account, its servers or
+        its home. Recorded in auth_state (``egi_notebooks.identity``).""",
     )
     entitlements_claims = List(
         Unicode(),
@@ -309,6 +330,16 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         config=True,
         help="Longest pause in seconds between refresh attempts of a user while the IdP fails.",
     )
+    stop_servers_on_authorization_loss = Bool(
+        True,
+        config=True,
+        help="""Stop the user's servers when a refresh finds them no longer authorized (no
+        allowed VO or entitlement left, refused claims, blocked), whichever refresh it is:
+        background, on a request, for the tokens service. Their hub API tokens (their
+        servers' and browsers' OAuth tokens included), login cookies and provider tokens
+        are revoked either way. With False their servers keep running, unreachable once the
+        servers' own cached token checks expire, until an admin stops them.""",
+    )
 
     # ---- logout ------------------------------------------------------------------------
     revoke_on_logout = Enum(
@@ -361,9 +392,31 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
     jwt_login_audiences = List(
         Unicode(),
         config=True,
-        help="""Client ids an access token may be issued for (its ``aud``, ``azp`` or, in
-        introspection, ``client_id``). Default: the hub's ``client_id`` only; add the ids of
-        the clients (command-line tools) whose tokens may log in.""",
+        help="""Audiences an access token may be issued for: its ``aud`` must name one of
+        them; a token without ``aud`` counts by the client it was issued to (``azp`` or, in
+        introspection, ``client_id``). Default: the hub's ``client_id`` only. Add the ids of
+        the clients (command-line tools) whose tokens may log in, or the resource URL a
+        provider puts in ``aud``. Tokens issued to the hub's own client are refused anyway
+        unless ``jwt_login_accept_hub_client_tokens`` is set.""",
+    )
+    jwt_login_accept_hub_client_tokens = Bool(
+        False,
+        config=True,
+        help="""Let access tokens issued to the hub's own client (``azp``/``client_id`` =
+        ``client_id``) log in at ``/hub/jwt_login``. Off by default: those are the tokens
+        the hub hands to every notebook (token Secret, tokens service) for use with other
+        APIs, so anyone a notebook sent its token to could log in as the user and run code
+        in their servers. API clients should use tokens of their own client instead.""",
+    )
+    jwt_login_check_interval = Integer(
+        300,
+        min=0,
+        config=True,
+        help="""Seconds between two checks of the access tokens behind live ``/hub/jwt_login``
+        hub tokens (one introspection each): a hub token ends within this time (plus one
+        pass) after its access token is revoked at the provider. The access tokens are kept
+        for this in the users' encrypted ``auth_state``. 0: no checks (a hub token then
+        lives until the access token's expiry, or a logout that revokes).""",
     )
     jwt_login_scopes = List(
         Unicode(),
@@ -483,6 +536,7 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         self._client_error_logged_at: float | None = None
         self._explicit_urls = {name for name in DISCOVERED_URLS if getattr(self, name)}
         self._single_flight = SingleFlight()
+        self._jwt_login_flight = SingleFlight()
         self._provider_warned: set[str] = set()
         self.metadata = OIDCMetadata(
             self.issuer,
@@ -637,9 +691,16 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
                     log=self.log,
                 )
                 self.background_refresher.start()
+            if self.jwt_login_enabled and self.jwt_login_check_interval > 0:
+                self.jwt_login_checker = JWTLoginChecker(
+                    self, app, self.jwt_login_check_interval, self.log
+                )
+                self.jwt_login_checker.start()
         return [
             *super().get_handlers(app),
             (ACCESS_TOKEN_PATH, AccessTokenAPIHandler),
+            # JupyterHub's token creation, recording who asked for another user's token
+            (TOKENS_PATH, RecordingUserTokenListAPIHandler),
             (JWT_LOGIN_PATH, JWTLoginHandler),
             # the spawner withholds its tokens (or refuses) before JupyterHub shares
             *share_handlers(),
@@ -780,6 +841,44 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
             return self.subject_mismatch(expected, claims)
         return None
 
+    def record_identity(self, auth_state: dict[str, Any]) -> str | None:
+        """Record the account's identity (:attr:`identity_claim`) in ``auth_state``; why the
+        claims must not be used when they are about another identity than the recorded one
+        (a refresh keeps the recorded one), else None."""
+        claims = auth_state.get(self.user_auth_state_key) or {}
+        value = claims.get(self.identity_claim) if isinstance(claims, dict) else None
+        current = make_identity(self.identity_claim, value)
+        recorded = identity_of(auth_state)
+        if current is None:
+            return None  # nothing released to bind to: a login is checked in check_account
+        if recorded is not None and recorded.startswith(f"{self.identity_claim}:"):
+            if recorded != current:
+                return f"the provider's answer is about another {self.identity_claim}"
+        auth_state[IDENTITY_KEY] = current
+        return None
+
+    def check_account(self, name: str, stored: Any, auth_state: dict[str, Any]) -> None:
+        """A login as the existing hub user ``name`` (stored auth_state ``stored``) with
+        ``auth_state``: 403 when the account is bound to another identity. Keeps what
+        ``migrate-users`` recorded for that identity."""
+        bound = bound_identity(stored, self.identity_claim, self.user_auth_state_key)
+        if bound is not None and bound != identity_of(auth_state):
+            # the values are identifiers, not secrets; still, the name says enough
+            self.log.warning(
+                "Login of %r refused: the hub account is bound to another %s than the one"
+                " that logged in (a username that came to name someone else: see"
+                " `egi-notebooks migrate-users`)",
+                name,
+                self.identity_claim,
+            )
+            raise web.HTTPError(
+                403,
+                f"Login refused: the hub account {name} belongs to another"
+                f" {self.login_service} identity. Please contact the operators of this"
+                " service.",
+            )
+        carry_over(stored, auth_state)
+
     # ---- users and authorization ---------------------------------------------------------
     def user_info_to_username(self, user_info: dict[str, Any]) -> str:
         if callable(self.username_claim):
@@ -851,7 +950,7 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         ends the session.
         """
         auth_state = auth_model["auth_state"]
-        refusal = self.identity_refusal(auth_state)
+        refusal = self.identity_refusal(auth_state) or self.record_identity(auth_state)
         entitlements = [] if refusal else self.entitlements_from(auth_state)
         trust = self.entitlement_trust
         trusted = trust.filter(entitlements)
@@ -935,10 +1034,30 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
             # gives them no token. (False would make JupyterHub 5.5 refuse their spawns.)
             return True
         if not auth_state.get("access_token"):
-            return False  # tokens dropped (VO lost, logout with revocation): log in again
+            # tokens dropped (VO lost, logout with revocation): log in again
+            self.drop_revoked_token_request(handler)
+            return False
         if not needs_refresh(auth_state, self.refresh_leeway):
             return True
-        return await self.refresh_tokens(user)
+        refreshed = await self.refresh_tokens(user)
+        if refreshed is False:
+            self.drop_revoked_token_request(handler)
+        return refreshed
+
+    def drop_revoked_token_request(self, handler: Any) -> None:
+        """A request authenticated with an API token that is gone now (this refresh, or one
+        it waited for, ended the user's authorization) gets no user: 403.
+
+        JupyterHub 5.5 drops every token request whose refresh fails; 6.1 goes on with it as
+        the user unless ``auth_refresh_strict``, but sends a request that was not token
+        authenticated to a new login: the request is marked so. tests/unit/
+        test_upstream_contract.py fails if the handler attributes used here change.
+        """
+        if handler is None or not getattr(handler, "_token_authenticated", False):
+            return
+        token = handler.get_auth_token()
+        if token and orm.APIToken.find(handler.db, token) is None:
+            handler._token_authenticated = False
 
     async def refresh_tokens(self, user: Any, force: bool = False) -> Any:
         """Single-flight refresh grant for ``user``: True, False (log in again) or an auth model.
@@ -979,15 +1098,69 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
                 return self.on_refresh_unavailable(user, auth_state, e)
             backoff.succeeded(user.name)
             self._provider_warned.discard(user.name)
-            if not await self.is_still_authorized(user.name, auth_model):
-                await self.drop_authorization(user, auth_model["auth_state"])
-                # returning False makes the hub apply nothing: VO groups and admin go now
-                apply_auth_model(user, auth_model, self.manage_groups)
-                end_hub_login(user)
-                return False
-            await user.save_auth_state(auth_model["auth_state"])
-            await self.on_tokens_refreshed(user, auth_model["auth_state"])
-            return auth_model
+            if await self.is_still_authorized(user.name, auth_model):
+                await user.save_auth_state(auth_model["auth_state"])
+                await self.on_tokens_refreshed(user, auth_model["auth_state"])
+                return auth_model
+            # the hub's own credentials first, in one commit: no request made with them is
+            # the user's from here on, while the provider's tokens are revoked
+            end_hub_access(user)
+            await self.drop_authorization(user, auth_model["auth_state"])
+            # returning False makes the hub apply nothing: VO groups and admin go now
+            apply_auth_model(user, auth_model, self.manage_groups)
+        # outside the refresh lock: stopping servers takes a while and runs the spawner's code
+        await self.on_authorization_lost(user, self.authorization_lost_reason(user, auth_model))
+        return False
+
+    def authorization_lost_reason(self, user: Any, auth_model: dict[str, Any]) -> str:
+        """Why a refresh ended ``user``'s authorization, for the log (never a token)."""
+        if auth_model.get("refused"):
+            return str(auth_model["refused"])
+        if user.name in self.blocked_users:
+            return "blocked"
+        return "no allowed VO or entitlement left"
+
+    async def on_authorization_lost(self, user: Any, reason: str) -> None:
+        """``user`` is no longer authorized, found by a refresh (background, a request, the
+        tokens service): log it and stop their servers
+        (:attr:`stop_servers_on_authorization_loss`).
+
+        Their hub API tokens, OAuth codes and login cookies are gone already, their provider
+        tokens revoked (under the refresh lock, before this is called without it).
+        """
+        spawners = getattr(user, "spawners", {})  # not a hub user: tests, scripts
+        running = [name for name, spawner in spawners.items() if spawner.active]
+        stop = self.stop_servers_on_authorization_loss
+        self.log.warning(
+            "%s lost authorization (%s): hub API tokens revoked; %s servers: %s",
+            user.name,
+            reason,
+            "stopping" if stop else "leaving running",
+            ", ".join(repr(name) if name else "(default)" for name in running) or "none",
+        )
+        if stop and running:
+            await asyncio.gather(*(self.stop_server(user, name) for name in running))
+
+    async def stop_server(self, user: Any, name: str) -> None:
+        """Stop ``user``'s server ``name`` as the hub does: proxy route, then ``User.stop``
+        (the spawner, the server's token and OAuth client, the hooks). A spawn in progress is
+        stopped once it is over; a stop in progress is left to finish."""
+        spawner = user.spawners.get(name)
+        if spawner is None:
+            return
+        spawning = getattr(spawner, "_spawn_future", None)  # JupyterHub's spawn in progress
+        if spawner.pending == "spawn" and spawning is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(spawning)
+        if spawner.pending or not spawner.active:
+            return
+        try:
+            proxy = getattr(self.parent, "proxy", None)
+            if proxy is not None:
+                await proxy.delete_user(user, name)
+            await user.stop(name)
+        except Exception:
+            self.log.exception("Could not stop server %r of %s", name, user.name)
 
     def log_backoff(self, name: str, delay: float) -> None:
         self.log.info("Token refresh of %s failed; next try in %.0f s at the earliest", name, delay)
@@ -1112,8 +1285,11 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         """Revoke and forget the tokens as configured; the end_session URL to redirect to."""
         auth_state = await user.get_auth_state() or {}
         id_token = auth_state.get("id_token")
-        if self.should_revoke_on_logout(user) and auth_state.get("access_token"):
-            await self.forget_user_tokens(user)
+        if self.should_revoke_on_logout(user):
+            if auth_state.get("access_token"):
+                await self.forget_user_tokens(user)
+            # the hub tokens of the user's API logins end with the revoked session
+            await end_jwt_logins(self, user)
         if self.logout_redirect_url or not self.end_session_redirect:
             return None
         endpoint = await self.get_endpoint("end_session_endpoint")
@@ -1160,6 +1336,7 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         find_user = getattr(handler, "find_user", None)
         user = find_user(authenticated["name"]) if find_user is not None else None
         if user is not None:  # a first login has nothing to replace
+            self.check_account(user.name, await user.get_auth_state(), authenticated["auth_state"])
             await self.replace_grant(user, authenticated["auth_state"])
         return authenticated
 
@@ -1174,6 +1351,8 @@ class EGICheckinAuthenticator(GenericOAuthenticator):
         """
         async with self._single_flight.hold(user.name):
             old = await user.get_auth_state() or {}
+            if BEARERS_KEY in old:  # the user's API logins stay checkable
+                auth_state.setdefault(BEARERS_KEY, old[BEARERS_KEY])
             await user.save_auth_state(auth_state)
             await self.on_tokens_refreshed(user, auth_state)
             self.refresh_backoff.succeeded(user.name)

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from .authenticator import EGICheckinAuthenticator
 
 # auth_state keys that hold credentials; dropped at logout and when authorization is lost
-TOKEN_KEYS = ("access_token", "refresh_token", "id_token", "token_response")
+# ("jwt_login_bearers": the access tokens behind the user's jwt_login hub tokens)
+TOKEN_KEYS = ("access_token", "refresh_token", "id_token", "token_response", "jwt_login_bearers")
 
 
 async def revoke_token(

@@ -74,6 +74,8 @@ from egi_notebooks.presets import eosc_aai
 eosc_aai(c, issuer={egi.provider.issuer!r})
 c.EGICheckinAuthenticator.allowed_vos = {{{GROUP_PROJECT!r}}}
 c.EGICheckinAuthenticator.admin_entitlements = set()
+# the API test logs in with the hub client's own token (what jwt_login refuses by default)
+c.EGICheckinAuthenticator.jwt_login_accept_hub_client_tokens = True
 """
         )
 

@@ -5,6 +5,9 @@ their server on the (emulated) Kubernetes cluster with it and reaches it through
 Tokens that must not work (expired, revoked, issued to another client, from another issuer,
 an id_token, a non-member's) are refused with a JSON message. The JWT access-token path and
 RFC 8693 token exchange run against the same provider configured for them.
+
+Callers log in with tokens of their own client (``cli``, listed in ``jwt_login_audiences``):
+the hub's own client's tokens are what it hands to every notebook, and are refused.
 """
 
 from __future__ import annotations
@@ -41,7 +44,14 @@ SCOPE = "openid profile email offline_access eduperson_entitlement voperson_id"
 # not accept tokens of
 CLI = {"client_id": "cli", "redirect_uris": ["http://127.0.0.1:9/cli"]}
 OTHER = {"client_id": "other-service", "redirect_uris": ["http://127.0.0.1:9/other"]}
-KUBE_CONFIG = kube_spawner_config(NS)
+# the command-line client's tokens log in; the hub ends a hub token within 2 s of its bearer
+# token's revocation at the provider, and at once at a logout that revokes
+JWT_LOGIN_CONFIG = f"""
+c.EGICheckinAuthenticator.jwt_login_audiences = [{CLIENT_ID!r}, "cli"]
+c.EGICheckinAuthenticator.jwt_login_check_interval = 2
+c.EGICheckinAuthenticator.revoke_on_logout = "always"
+"""
+KUBE_CONFIG = kube_spawner_config(NS) + JWT_LOGIN_CONFIG
 
 
 def with_clients(egi: EGIHub, *clients: dict) -> EGIHub:
@@ -62,6 +72,7 @@ def kube_hub(
     hub's client (``token_endpoint_auth_method``; default HTTP Basic)."""
     egi = with_clients(
         EGIHub(workdir / "hub", KUBE_CONFIG + extra, CERTIFIED, **provider_settings),
+        CLI,
         OTHER,
     )
     if hub_client_auth:
@@ -83,7 +94,7 @@ def client_of(provider: ProviderProcess, client_id: str) -> dict:
 def tokens_for(
     provider: ProviderProcess,
     login: str,
-    client_id: str = CLIENT_ID,
+    client_id: str = CLI["client_id"],
     resource: str | None = None,
     scope: str = SCOPE,
 ) -> dict:
@@ -110,6 +121,16 @@ def tokens_for(
     r = provider.http.post(provider.endpoint("token"), **provider.client_auth(form, client_id))
     r.raise_for_status()
     return r.json()
+
+
+def revoke_at_provider(egi: EGIHub, token: str, client_id: str = CLI["client_id"]) -> None:
+    """Revoke ``token`` as its client would (RFC 7009), and see that the provider did."""
+    form = {"token": token, "token_type_hint": "access_token"}
+    r = egi.provider.http.post(
+        egi.provider.endpoint("revocation"), **egi.provider.client_auth(form, client_id)
+    )
+    assert r.status_code == 200, r.text
+    assert egi.provider.introspect(token)["active"] is False
 
 
 def jwt_login(egi: EGIHub, bearer: str | None, scheme: str = "Bearer") -> httpx.Response:
@@ -251,6 +272,53 @@ def test_a_browser_login_keeps_its_tokens(egi):
         assert after[key] == before[key], key
 
 
+def test_the_token_notebooks_get_does_not_log_in(egi):
+    """The access token the hub delivers into notebooks (token Secret, tokens service) is its
+    own client's: a notebook that passes it to another API must not hand that API a login."""
+    assert login(egi.hub.url, "alice").ok
+    delivered = egi.auth_state("alice@egi.eu")["access_token"]
+    assert egi.provider.introspect(delivered)["client_id"] == CLIENT_ID
+    refused(jwt_login(egi, delivered), 401, "issued to the hub itself")
+    # any token of the hub's client, not only the stored one
+    own = tokens_for(egi.provider, "alice", client_id=CLIENT_ID)["access_token"]
+    refused(jwt_login(egi, own), 401, "issued to the hub itself")
+    assert delivered not in egi.hub.log() and own not in egi.hub.log()
+
+
+def test_a_revoked_bearer_token_ends_its_hub_token(egi):
+    access = tokens_for(egi.provider, "bob")["access_token"]
+    r = jwt_login(egi, access)
+    assert r.status_code == 200, r.text
+    token = r.json()["token"]
+    assert as_user(egi, token, "GET", "/users/bob@egi.eu").status_code == 200
+    revoke_at_provider(egi, access)
+    # the hub checks every jwt_login_check_interval (2 s here)
+    wait_until(
+        lambda: as_user(egi, token, "GET", "/users/bob@egi.eu").status_code == 403,
+        60,
+        "the hub token of a revoked access token to stop working",
+    )
+    assert access not in egi.hub.log()
+
+
+def test_logout_that_revokes_ends_the_users_jwt_login_tokens(egi):
+    user = "admin@egi.eu"
+    tokens = [
+        jwt_login(egi, tokens_for(egi.provider, "admin")["access_token"]).json()["token"]
+        for _ in range(2)
+    ]
+    for token in tokens:
+        assert as_user(egi, token, "GET", f"/users/{user}").status_code == 200
+    session = login(egi.hub.url, "admin")
+    assert session.ok
+    # revoke_on_logout = "always": the API logins end with the browser session, at once
+    assert session.client.get(f"{egi.hub.url}/hub/logout").status_code == 302
+    for token in tokens:
+        assert as_user(egi, token, "GET", f"/users/{user}").status_code == 403
+    assert jwt_login_tokens(egi, user) == []
+    assert "jwt_login_bearers" not in egi.auth_state(user)
+
+
 def test_missing_revoked_foreign_and_non_member_tokens_are_refused(egi):
     r = jwt_login(egi, None)
     refused(r, 401, "Authorization: Bearer")
@@ -258,12 +326,7 @@ def test_missing_revoked_foreign_and_non_member_tokens_are_refused(egi):
     refused(jwt_login(egi, "not-a-token"), 401, "not active")
     # revoked: introspection says inactive
     tokens = tokens_for(egi.provider, "bob")
-    revoked = egi.provider.http.post(
-        egi.provider.endpoint("revocation"),
-        data={"token": tokens["access_token"], "token_type_hint": "access_token"},
-        auth=(egi.provider.client_id, egi.provider.client_secret),
-    )
-    assert revoked.status_code == 200
+    revoke_at_provider(egi, tokens["access_token"])
     refused(jwt_login(egi, tokens["access_token"]), 401, "not active")
     # a valid token of a client whose tokens the hub does not accept
     other = tokens_for(egi.provider, "bob", client_id=OTHER["client_id"])
@@ -320,6 +383,7 @@ c.EGICheckinAuthenticator.jwt_login_max_lifetime = 600
 c.EGICheckinAuthenticator.jwt_login_scopes = ["read:users!user"]
 c.EGICheckinAuthenticator.token_exchange_enabled = True
 c.EGICheckinAuthenticator.background_refresh_max_interval = 2
+c.EGICheckinAuthenticator.jwt_login_check_interval = 1
 """,
             CERTIFIED,
             jwt_access_tokens=True,
@@ -396,7 +460,9 @@ def test_jwt_refusals(jwt_egi, provider_factory):  # noqa: F811
     )
     refused(jwt_login(egi, other["access_token"]), 401, "not issued for this hub")
     stranger = provider_factory(implementation=CERTIFIED, jwt_access_tokens=True)
-    foreign = tokens_for(stranger, "alice", resource=resource_of(egi))["access_token"]
+    foreign = tokens_for(stranger, "alice", client_id=CLIENT_ID, resource=resource_of(egi))[
+        "access_token"
+    ]
     refused(jwt_login(egi, foreign), 401, "not signed by a known key")
     # a tampered token: the signature no longer matches
     good = tokens_for(egi.provider, "alice", client_id="cli", resource=resource_of(egi))
@@ -404,3 +470,45 @@ def test_jwt_refusals(jwt_egi, provider_factory):  # noqa: F811
     tampered = f"{head}.{payload}.{signature[:-4]}AAAA"
     refused(jwt_login(egi, tampered), 401, "not valid")
     refused(jwt_login(egi, good["id_token"]), 401, "not an access token")
+    # the hub's own client's JWT access token (aud and client_id: the hub's client)
+    own = tokens_for(egi.provider, "alice", client_id=CLIENT_ID, resource=resource_of(egi))
+    refused(jwt_login(egi, own["access_token"]), 401, "issued to the hub itself")
+
+
+def test_the_checks_keep_a_jwt_the_provider_cannot_introspect(jwt_egi):
+    """The certified provider neither introspects nor revokes its JWT access tokens: the
+    checks (every second here) keep their hub tokens until expiry. A jwt_login-noted hub
+    token whose access token the hub has no record of is ended: that shows a check ran."""
+    egi = jwt_egi
+    user = "admin@egi.eu"
+    signed = tokens_for(egi.provider, "admin", client_id="cli", resource=resource_of(egi))
+    kept = jwt_login(egi, signed["access_token"])
+    assert kept.status_code == 200, kept.text
+    r = egi.hub.api(
+        "POST",
+        f"/users/{user}/tokens",
+        json={"note": "jwt_login 0123456789abcdef", "scopes": ["read:users!user"]},
+    )
+    assert r.status_code == 201, r.text
+    unknown = r.json()["token"]
+    wait_until(
+        lambda: as_user(egi, unknown, "GET", f"/users/{user}").status_code == 403,
+        60,
+        "a check to end a hub token with no access token on record",
+    )
+    assert as_user(egi, kept.json()["token"], "GET", f"/users/{user}").status_code == 200
+
+
+def test_token_exchange_leaves_one_live_grant(jwt_egi):
+    """Each jwt_login with a new access token exchanges it for a new offline grant; the one
+    it replaces is revoked at the provider, as a browser login's is."""
+    egi = jwt_egi
+    refresh_tokens = []
+    for _ in range(4):
+        tokens = tokens_for(egi.provider, "alice", client_id="cli", resource=resource_of(egi))
+        r = jwt_login(egi, tokens["access_token"])
+        assert r.status_code == 200, r.text
+        refresh_tokens.append(egi.auth_state("alice@egi.eu")["refresh_token"])
+    assert len(set(refresh_tokens)) == 4
+    active = [egi.provider.introspect(t)["active"] for t in refresh_tokens]
+    assert active == [False, False, False, True]

@@ -44,9 +44,14 @@ class FakeMetadata:
 class Handler(JWTLoginHandler):
     """The handler's verification methods without a running hub."""
 
-    def __init__(self, audiences: list[str] | None = None) -> None:  # no tornado set-up
+    def __init__(
+        self, audiences: list[str] | None = None, accept_hub_client: bool = False
+    ) -> None:  # no tornado set-up
         self._authn = SimpleNamespace(
-            metadata=FakeMetadata(), client_id="hub", jwt_login_audiences=audiences or []
+            metadata=FakeMetadata(),
+            client_id="hub",
+            jwt_login_audiences=audiences or [],
+            jwt_login_accept_hub_client_tokens=accept_hub_client,
         )
 
     @property
@@ -59,8 +64,17 @@ class Handler(JWTLoginHandler):
 
 
 def access_token(key=KEY, kid="k1", typ="at+jwt", **claims) -> str:
+    """A JWT access token that a command-line client ``cli`` got for the hub's audience."""
     now = int(time.time())
-    payload = {"iss": ISSUER, "sub": "s1", "aud": "hub", "iat": now, "exp": now + 600, **claims}
+    payload = {
+        "iss": ISSUER,
+        "sub": "s1",
+        "aud": "hub",
+        "azp": "cli",
+        "iat": now,
+        "exp": now + 600,
+        **claims,
+    }
     payload = {k: v for k, v in payload.items() if v is not None}
     headers = {"kid": kid, **({"typ": typ} if typ else {})}
     return jwt.encode(payload, key, algorithm="RS256", headers=headers)
@@ -98,9 +112,9 @@ async def test_keycloak_typ_claim_counts_as_an_access_token():
     with pytest.raises(BearerError, match="not an access token"):
         await Handler().verify_access_token(token)
     now = int(time.time())
-    payload = {"iss": ISSUER, "sub": "s1", "azp": "hub", "exp": now + 60, "typ": "Bearer"}
+    payload = {"iss": ISSUER, "sub": "s1", "azp": "cli", "exp": now + 60, "typ": "Bearer"}
     keycloak = jwt.encode(payload, KEY, algorithm="RS256", headers={"kid": "k1", "typ": "JWT"})
-    assert (await Handler().verify_access_token(keycloak))["azp"] == "hub"
+    assert (await Handler(audiences=["cli"]).verify_access_token(keycloak))["azp"] == "cli"
 
 
 async def test_an_unknown_kid_refetches_the_keys_once():
@@ -120,10 +134,47 @@ async def test_configured_audiences_replace_the_client_id():
 def test_audience_rules():
     assert audience_ok({"aud": "hub"}, {"hub"})
     assert audience_ok({"aud": ["x", "hub"]}, {"hub"})
-    assert audience_ok({"aud": "account", "azp": "hub"}, {"hub"})
     assert audience_ok({"client_id": "hub"}, {"hub"})  # introspection answers
+    assert audience_ok({"azp": "hub"}, {"hub"})  # no aud: the client it was issued to
     assert not audience_ok({"aud": ["x"], "azp": "y"}, {"hub"})
     assert not audience_ok({}, {"hub"})
+    # a token for another API (its aud) is that API's, whoever it was issued to: that API
+    # could otherwise replay it here
+    assert not audience_ok({"aud": "account", "azp": "hub"}, {"hub"})
+    assert not audience_ok({"aud": ["storage-api"], "client_id": "hub"}, {"hub"})
+
+
+# ----- the hub's own client: the tokens the hub hands to notebooks ---------------------------
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"azp": "hub"},  # Keycloak: the hub's login token
+        {"azp": "hub", "aud": "hub"},
+        {"azp": None, "client_id": "hub"},  # RFC 9068
+        {"azp": None},  # no client named, aud only the hub's client: the hub's
+    ],
+)
+async def test_the_hubs_own_tokens_do_not_log_in(claims):
+    with pytest.raises(BearerError, match="issued to the hub itself") as caught:
+        await Handler().verify_access_token(access_token(**claims))
+    assert caught.value.status_code == 401
+
+
+async def test_the_hubs_own_tokens_log_in_when_the_operator_opts_in():
+    handler = Handler(accept_hub_client=True)
+    assert (await handler.verify_access_token(access_token(azp="hub")))["azp"] == "hub"
+    # still not with another API's audience
+    with pytest.raises(BearerError, match="not issued for this hub"):
+        await handler.verify_access_token(access_token(azp="hub", aud="storage-api"))
+
+
+async def test_a_token_of_another_client_for_the_hubs_audience_logs_in():
+    # what Check-in gives a client registered with the hub as audience, or a token exchange
+    # for the hub's audience: aud names the hub, azp the client
+    claims = await Handler().verify_access_token(access_token(aud=["hub"], azp="cli"))
+    assert claims["azp"] == "cli"
 
 
 def test_derived_hub_token_is_stable_secret_and_per_access_token():
