@@ -1,11 +1,12 @@
 """What a refresh applies to the hub user itself (EGICheckinAuthenticator.refresh_tokens and
-the background refresher): admin status, groups, the end of a browser session."""
+the background refresher): admin status, groups, the end of a browser session and of every
+hub token when the user is no longer authorized."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from jupyterhub import roles
+from jupyterhub import orm, roles
 from jupyterhub.utils import new_token
 
 
@@ -28,13 +29,24 @@ def apply_auth_model(user: Any, auth_model: dict[str, Any], manage_groups: bool)
         user.sync_groups(groups)
 
 
-def end_hub_login(user: Any) -> None:
-    """Invalidate the user's hub login cookies: their next page asks for a login.
+def end_hub_access(user: Any) -> int:
+    """Revoke every hub credential of ``user``: their API tokens (those of their servers and
+    the OAuth tokens their browser got for servers and services among them), OAuth codes not
+    yet exchanged, and their login cookies. Returns how many tokens were deleted.
 
-    Without it a browser session outlives a background refresh that ended the user's
-    authorization by up to ``auth_refresh_age``: only then does the hub call refresh_user.
+    One commit, before the rest of a lost authorization is undone: from then on no request
+    with those credentials is the user's. Without the new cookie id a browser session would
+    outlive a background refresh that ended the authorization by up to ``auth_refresh_age``
+    (only then does the hub call refresh_user).
     """
     if getattr(user, "orm_user", None) is None:
-        return
+        return 0
+    db = user.db
+    tokens = list(user.orm_user.api_tokens)
+    for token in tokens:
+        db.delete(token)
+    for code in db.query(orm.OAuthCode).filter_by(user_id=user.orm_user.id):
+        db.delete(code)
     user.cookie_id = new_token()  # login cookies carry the old one
-    user.db.commit()
+    db.commit()
+    return len(tokens)

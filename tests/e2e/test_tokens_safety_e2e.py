@@ -17,6 +17,7 @@ from egi_notebooks.services.tokens import TOKEN_SCOPE
 from tests.e2e import test_tokens_e2e
 from tests.e2e.test_tokens_e2e import (
     fetch,
+    own_api_token,
     server_token,
     start_server,
     user_api_token,
@@ -92,10 +93,11 @@ def test_only_a_servers_own_token_counts_as_a_server_token(tokens_hub):
 
 def test_a_revoked_token_is_refused_on_the_next_call(tokens_hub):
     egi = tokens_hub()
-    assert login(egi.hub.url, "alice").ok
+    alice = login(egi.hub.url, "alice")
+    assert alice.ok
     server = start_server(egi, ALICE)
     wait_for_service(egi)
-    scoped = user_api_token(egi, ALICE, [f"{TOKEN_SCOPE}!user={ALICE}"])
+    scoped = own_api_token(egi, alice, ALICE, [f"{TOKEN_SCOPE}!user={ALICE}"])
     for token in (scoped, server_token(server)):
         assert fetch(egi, token).status_code == 200  # the service now knows the caller
         revoked = egi.hub.api("DELETE", f"/users/{ALICE}/tokens/{token_id(egi, token)}")
