@@ -19,13 +19,17 @@ from tests.e2e.test_sharing_e2e import (
     LIFETIME,
     alice_delivering_tokens,
     as_user,
+    assert_refused_until_restart,
     read,
+    restarted,
     sharing_config,
     tokens_service,
+    wait_for_tokens_service,
     wait_until,
 )
-from tests.e2e.test_spawner_e2e import notebook_environ, spawner_hub, started, user_token
-from tests.harness.hub import free_port
+from tests.e2e.test_spawner_e2e import notebook_environ, spawner_hub, started, stop, user_token
+from tests.e2e.test_tokens_e2e import server_token, start_server
+from tests.harness.hub import LOCAL_SPAWNER_CONFIG, free_port
 from tests.harness.login import login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
@@ -68,16 +72,12 @@ def test_the_share_request_returns_with_the_file_empty_and_the_tokens_revoked(eg
     assert egi.provider.introspect(current)["active"] is True
     assert read(token_file) == ""
 
-    # a share code: the same, once the share has ended and a token is in the file again
+    # a share code: the same, on the server restarted once the share has ended (until then
+    # it gets no token: it was shared)
     ended = as_user(egi, alice, "DELETE", f"/shares/{ALICE}/")
     assert ended.status_code == 204, ended.text
-    # with the watcher asleep, the next background refresh writes the file again (the
-    # server is no longer shared)
-    restored = wait_until(
-        lambda: read(token_file) and read(token_file) == egi.auth_state(ALICE)["access_token"],
-        LIFETIME * 2,
-        "a token in the file after the share ended",
-    )
+    token_file, server_api_token = restarted(egi, ALICE)
+    restored = read(token_file)
     code = as_user(egi, alice, "POST", f"/share-codes/{ALICE}/", json={})
     assert code.status_code == 200, code.text
     assert read(token_file) == ""
@@ -120,3 +120,36 @@ def test_a_share_is_refused_when_the_tokens_cannot_be_revoked(egi):
     assert listed.status_code == 200 and listed.json()["items"] == [], listed.text
     # no share: the server has its (unrevoked) token in its file again
     wait_until(lambda: read(token_file) == before, 60, "the token back in the file")
+
+
+def test_with_another_spawner_the_delivered_token_is_revoked_and_none_until_a_restart(
+    egi_hub_factory,
+):
+    """JupyterHub's local spawner (the demo's): the tokens service is the only way in."""
+    config = LOCAL_SPAWNER_CONFIG + sharing_config(free_port())
+    egi = egi_hub_factory(config, access_token_lifetime=LIFETIME)
+    egi.service_url = f"{egi.hub.url}/services/tokens/token"
+    assert login_both(egi)
+    copied = server_token(start_server(egi, ALICE))  # what a guest would copy
+    served = wait_for_tokens_service(egi, copied)
+    assert served.status_code == 200, served.text
+    delivered = served.json()["access_token"]
+    alice = user_token(egi, ALICE)
+
+    share = as_user(egi, alice, "POST", f"/shares/{ALICE}/", json={"user": BOB})
+    assert share.status_code == 200, share.text
+    # at once: the token the server fetched is dead at the provider
+    assert egi.provider.introspect(delivered)["active"] is False
+    assert_refused_until_restart(egi, copied)
+    ended = as_user(egi, alice, "DELETE", f"/shares/{ALICE}/")
+    assert ended.status_code == 204, ended.text
+    refused = assert_refused_until_restart(egi, copied)
+    assert egi.auth_state(ALICE)["access_token"] not in refused.text
+
+    # a restart (a new server token) brings the tokens back; the copy gets nothing
+    stop(egi, ALICE)
+    restarted = server_token(start_server(egi, ALICE))
+    served = tokens_service(egi, restarted)
+    assert served.status_code == 200, served.text
+    assert egi.provider.introspect(served.json()["access_token"])["active"] is True
+    assert tokens_service(egi, copied).status_code == 403

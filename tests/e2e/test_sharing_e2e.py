@@ -20,6 +20,7 @@ from tests.e2e.test_spawner_e2e import (
     notebook_environ,
     spawner_hub,
     started,
+    stop,
     through_proxy,
     user_token,
 )
@@ -37,8 +38,9 @@ LIFETIME = 60
 
 def sharing_config(port: int) -> str:
     return f"""
-from egi_notebooks.hubconfig import add_tokens_service
+from egi_notebooks.hubconfig import add_tokens_service, use_egi_pages
 add_tokens_service(c, url="http://127.0.0.1:{port}")
+use_egi_pages(c)  # the home page tells the owner about a server that was shared
 c.JupyterHub.load_roles = [*c.JupyterHub.load_roles, {{
     "name": "sharing",
     "scopes": ["shares!user", "read:users:name", "read:groups:name"],
@@ -131,10 +133,50 @@ def alice_delivering_tokens(egi, server: str = "") -> Delivering:
     )
 
 
+def assert_refused_until_restart(egi, server_api_token: str) -> httpx.Response:
+    """The tokens service refuses the server's token, saying why and what brings it back."""
+    r = tokens_service(egi, server_api_token)
+    assert r.status_code == 403, r.text
+    message = r.json()["message"]
+    assert "was shared" in message and "restart it to get tokens again" in message, message
+    return r
+
+
+def home_page(egi) -> str:
+    signed_in = login(egi.hub.url, "alice")
+    # signed in: sent on (home, or the running server)
+    assert signed_in.response.status_code == 302, signed_in.response.text
+    page = signed_in.client.get(f"{egi.hub.url}/hub/home")
+    assert page.status_code == 200, page.text
+    return page.text
+
+
+def assert_told_on_home_page(egi, server: str = "") -> None:
+    text = home_page(egi)
+    assert "has been shared since it started" in text, text
+    assert "Restart it" in text
+
+
+def restarted(egi, user: str, server: str = "") -> tuple[Path, str]:
+    """Stop and start the server: its token file and its new server token once the file
+    holds the owner's current access token."""
+    stop(egi, user, server)
+    started(egi, user, server)
+    env = notebook_environ(egi, user, server)
+    token_file = Path(env["EGI_ACCESS_TOKEN_FILE"])
+    wait_until(
+        lambda: read(token_file) and read(token_file) == egi.auth_state(user)["access_token"],
+        60,
+        "the access token in the restarted server's file",
+    )
+    return token_file, env["JUPYTERHUB_API_TOKEN"]
+
+
 def test_a_shared_server_gets_no_token_and_the_delivered_one_is_revoked(egi):
     # before sharing: the file and the tokens service deliver alice's current token
     token_file, server_api_token, alice, delivered, expiry = alice_delivering_tokens(egi)
     bob = user_token(egi, BOB)
+    bob_copy = server_api_token  # what bob copies from the shared server's environment
 
     # sharing is a VO's privilege: bob's VO has no role with the shares scope
     refused = as_user(egi, bob, "POST", f"/shares/{BOB}/", json={"user": ALICE})
@@ -180,23 +222,35 @@ def test_a_shared_server_gets_no_token_and_the_delivered_one_is_revoked(egi):
     assert read(token_file) == ""
     assert tokens_service(egi, server_api_token).status_code == 403
 
-    # alice ends the share: tokens flow again within one refresh
+    # alice ends the share: bob may have copied the server's token or left a process
+    # running, so the server gets no token until it restarts
     ended = as_user(egi, alice, "DELETE", f"/shares/{ALICE}/")
     assert ended.status_code == 204, ended.text
+    assert_refused_until_restart(egi, server_api_token)
+    at_end = egi.auth_state(ALICE)["access_token"]
     wait_until(
-        lambda: read(token_file) and read(token_file) == egi.auth_state(ALICE)["access_token"],
-        LIFETIME,
-        "a token in the file after the share ended",
+        lambda: egi.auth_state(ALICE)["access_token"] != at_end,
+        LIFETIME * 3,
+        "a refresh after the share ended",
     )
-    restored = read(token_file)
-    assert restored not in delivered and egi.provider.introspect(restored)["active"] is True
-    before = egi.auth_state(ALICE)["access_token"]
-    again = tokens_service(egi, server_api_token)
-    assert again.status_code == 200, again.text
-    # a background refresh may come in between: one of the two
-    assert again.json()["access_token"] in {before, egi.auth_state(ALICE)["access_token"]}
+    assert read(token_file) == "" and read(id_file) == ""
+    refused = assert_refused_until_restart(egi, server_api_token)
+    assert egi.auth_state(ALICE)["access_token"] not in refused.text
+    # the owner is told on the hub's home page
+    assert_told_on_home_page(egi)
+
+    # restarting the server (a new pod, a new server token) brings the tokens back
+    token_file, server_api_token = restarted(egi, ALICE)
+    served = tokens_service(egi, server_api_token)
+    assert served.status_code == 200, served.text
+    assert served.json()["access_token"] == read(token_file)
+    assert egi.provider.introspect(read(token_file))["active"] is True
+    # the old server token (the copy bob kept) gets nothing
+    assert tokens_service(egi, bob_copy).status_code == 403
+    assert "has been shared" not in home_page(egi)
 
     # a share code not yet accepted shares the server too
+    restored = read(token_file)
     code = as_user(egi, alice, "POST", f"/share-codes/{ALICE}/", json={})
     assert code.status_code == 200, code.text
     assert tokens_service(egi, server_api_token).status_code == 403
@@ -207,10 +261,41 @@ def test_a_shared_server_gets_no_token_and_the_delivered_one_is_revoked(egi):
     assert len(wait_until(lambda: len(revocations(egi)) >= 2 and revocations(egi), 60, "log")) == 2
     gone = as_user(egi, alice, "DELETE", f"/share-codes/{ALICE}/")
     assert gone.status_code == 204, gone.text
-    wait_until(
-        lambda: read(token_file) and read(token_file) == egi.auth_state(ALICE)["access_token"],
-        LIFETIME,
-        "a token in the file after the share code was deleted",
-    )
-    assert tokens_service(egi, server_api_token).status_code == 200
+    assert_refused_until_restart(egi, server_api_token)
+    assert read(token_file) == ""
     assert egi.auth_state(ALICE)["refresh_token"] not in egi.hub.log()
+
+
+@pytest.fixture
+def egi_kept(tmp_path):
+    """As ``egi``, with servers that outlive a hub restart (as in production)."""
+    extra = sharing_config(free_port()) + "c.JupyterHub.cleanup_servers = False\n"
+    with spawner_hub(tmp_path, extra) as hub:
+        hub.service_url = f"{hub.hub.url}/services/tokens/token"
+        yield hub
+
+
+def test_a_server_shared_before_a_hub_restart_stays_without_tokens(egi_kept):
+    egi = egi_kept
+    token_file, server_api_token, alice, delivered, _ = alice_delivering_tokens(egi)
+    share = as_user(egi, alice, "POST", f"/shares/{ALICE}/", json={"user": BOB})
+    assert share.status_code == 200, share.text
+    ended = as_user(egi, alice, "DELETE", f"/shares/{ALICE}/")
+    assert ended.status_code == 204, ended.text
+
+    egi.hub.restart()  # the server keeps running; no share exists any more
+    assert read(token_file) == ""
+    wait_for_tokens_service(egi, server_api_token)
+    assert_refused_until_restart(egi, server_api_token)
+    at_restart = egi.auth_state(ALICE)["access_token"]
+    wait_until(
+        lambda: egi.auth_state(ALICE)["access_token"] != at_restart,
+        LIFETIME * 3,
+        "a refresh after the hub restart",
+    )
+    assert read(token_file) == ""
+    assert_refused_until_restart(egi, server_api_token)
+    assert_told_on_home_page(egi)
+    # a restart of the server brings the tokens back
+    token_file, server_api_token = restarted(egi, ALICE)
+    assert tokens_service(egi, server_api_token).status_code == 200
