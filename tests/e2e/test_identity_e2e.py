@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from egi_notebooks.demo.accounts import demo_user, demo_users, entitlement
+from tests.harness.hub import LOCAL_SPAWNER_CONFIG
 from tests.harness.login import login
 from tests.harness.waiting import wait_until
 
@@ -104,3 +105,31 @@ def test_too_many_entitlements_are_refused_with_a_clear_message(egi):
     assert "1,200 entitlements" in result.response.text
     assert "max_entitlements" in egi.hub.log()
     assert egi.hub.api("GET", "/users/hoarder@egi.eu").status_code == 404
+
+
+def test_a_login_never_takes_over_an_account_bound_to_another_identity(egi_hub_factory):
+    """mallory's egi-notebooks-hub 1.0 account is named after her changeable
+    preferred_username, which she set to bob's voperson_id: after the switch to voperson_id
+    names bob's login must not make him mallory's hub user (her servers, her home)."""
+    found = users()
+    found["mallory"] = demo_user("mallory", [entitlement("vo.access.egi.eu")])
+    found["mallory"]["claims"]["preferred_username"] = "bob@egi.eu"
+    compat = 'c.EGICheckinAuthenticator.username_claim = "preferred_username"\n'
+    egi = egi_hub_factory(compat + LOCAL_SPAWNER_CONFIG, users=found)
+    assert login(egi.hub.url, "mallory").ok
+    mallory = egi.auth_state("bob@egi.eu")
+    assert mallory["oauth_user"]["voperson_id"] == "mallory@egi.eu"
+
+    egi.hub.config = egi.authenticator_config() + LOCAL_SPAWNER_CONFIG
+    egi.hub.restart()
+    bob = login(egi.hub.url, "bob")
+    assert bob.response.status_code == 403, bob.response.text[:300]
+    assert "belongs to another" in bob.response.text
+    after = egi.auth_state("bob@egi.eu")
+    assert after["oauth_user"]["sub"] == mallory["oauth_user"]["sub"]  # nothing of bob's stored
+    log = egi.hub.log()
+    assert "Login of 'bob@egi.eu' refused" in log
+    assert mallory["access_token"] not in log
+    # a login with the identity the account is bound to still works
+    alice = login(egi.hub.url, "alice")
+    assert alice.ok and egi.auth_state("alice@egi.eu")["identity"].startswith("sub:")

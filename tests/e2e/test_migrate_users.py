@@ -12,14 +12,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from egi_notebooks.demo.accounts import demo_user, demo_users, entitlement
 from egi_notebooks.migrate_users import SCOPES
+from egi_notebooks.spawner.names import user_slug
+from tests.harness.egi_hub import EGIHub, kube_spawner_config, on_cluster
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG
 from tests.harness.login import login
+from tests.harness.provider import CERTIFIED
 
 # the certified provider, as EGI Check-in
 pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
@@ -124,6 +128,7 @@ def test_users_renamed_to_voperson_id_and_log_in_as_the_same_user(egi_hub_factor
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "rename 'alice' -> 'alice@egi.eu'" in applied.stdout
     current = names(egi)
+    assert "admin@egi.eu" in current, applied.stdout + applied.stderr
     assert {"alice@egi.eu", "admin@egi.eu", "bob", "carol", "erin", "erin@egi.eu"} <= current
     assert "alice" not in current and "admin" not in current
     after = groups(egi)
@@ -167,3 +172,106 @@ def test_missing_token_scope_is_one_clear_error(egi_hub_factory):
     assert result.returncode == 1
     assert "HTTP 403" in result.stderr and "admin:users" in result.stderr
     assert "alice" in names(egi)
+
+
+# ----- a squatter: mallory's 1.0 name is bob's voperson_id ------------------------------
+
+SQUAT_NS = "egi"
+SQUAT_CLAIM = "3f9c2a7d5b8e4f60a1c2d3e4f5a6b7c8"  # 1.0 named home claims uuid4().hex
+ALICE_CLAIM = "0a1b2c3d4e5f40718293a4b5c6d7e8f9"
+EVIL_STARTUP = "print('mallory was here')\n"
+
+
+def squatter_users() -> dict:
+    users = demo_users()
+    # mallory is a member, and chose bob's voperson_id as her (changeable) preferred_username
+    users["mallory"] = demo_user("mallory", [entitlement("vo.access.egi.eu")])
+    users["mallory"]["claims"]["preferred_username"] = "bob@egi.eu"
+    return users
+
+
+def claim_1_0(egi, name: str, username: str) -> Path:
+    """A home claim as egi-notebooks-hub 1.0 made it (random name, username annotation),
+    labelled as `egi-notebooks migrate-claims` labels it; its directory on the 'node'."""
+    egi.k8s.post(
+        "persistentvolumeclaims",
+        SQUAT_NS,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": name,
+                "labels": {"component": "singleuser-storage", "egi.eu/user": user_slug(username)},
+                "annotations": {"hub.jupyter.org/username": username},
+            },
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    home = egi.k8s.root / "claims" / name
+    (home / ".ipython/profile_default/startup").mkdir(parents=True)
+    return home
+
+
+def mounted_claims(egi, user: str) -> set[str]:
+    for pod in egi.k8s.list("pods", SQUAT_NS):
+        if (pod["metadata"].get("annotations") or {}).get("hub.jupyter.org/username") == user:
+            return {
+                v["persistentVolumeClaim"]["claimName"]
+                for v in pod["spec"]["volumes"]
+                if "persistentVolumeClaim" in v
+            }
+    raise AssertionError(f"no pod for {user}")
+
+
+def test_a_squatters_account_and_claim_never_reach_the_user_whose_name_she_took(tmp_path):
+    config = (
+        kube_spawner_config(SQUAT_NS, timeout=90) + 'c.Authenticator.admin_users = {"hubadmin"}\n'
+    )
+    egi = EGIHub(tmp_path / "hub", COMPAT + config, provider_implementation=CERTIFIED,
+                 users=squatter_users())  # fmt: skip
+    with on_cluster(egi, tmp_path / "k8s"):
+        for who in ("mallory", "alice"):
+            assert login(egi.hub.url, who).ok
+        assert {"bob@egi.eu", "alice"} <= names(egi)  # mallory's 1.0 account is 'bob@egi.eu'
+        mallory_sub = egi.auth_state("bob@egi.eu")["oauth_user"]["sub"]
+        evil = claim_1_0(egi, SQUAT_CLAIM, "bob@egi.eu")
+        (evil / ".ipython/profile_default/startup/00-x.py").write_text(EVIL_STARTUP)
+        claim_1_0(egi, ALICE_CLAIM, "alice")
+        token = ok(egi.hub.api("POST", "/users/hubadmin/tokens", json={"scopes": SCOPES})).json()[
+            "token"
+        ]
+
+        # migrate-users reports the squatted name, changes nothing for it, exits non-zero
+        for args in ((), ("--apply",)):
+            result = migrate(egi, token, *args)
+            assert result.returncode == 1, result.stdout + result.stderr
+            assert "'bob@egi.eu'" in result.stderr and "mallory@egi.eu" in result.stderr
+        assert "bob@egi.eu" in names(egi) and "mallory@egi.eu" not in names(egi)
+        assert "alice@egi.eu" in names(egi)  # the others were migrated
+
+        # the switch to voperson_id names: bob's login does not get mallory's account
+        egi.hub.config = egi.authenticator_config() + config
+        egi.hub.restart()
+        bob = login(egi.hub.url, "bob")
+        assert bob.response.status_code == 403, bob.response.text[:300]
+        assert "belongs to another" in bob.response.text
+        assert egi.auth_state("bob@egi.eu")["oauth_user"]["sub"] == mallory_sub
+        assert "Login of 'bob@egi.eu' refused" in egi.hub.log()
+
+        # the operator renames her account by hand: bob gets a new one, never her claim
+        ok(egi.hub.api("PATCH", f"/users/{quote('bob@egi.eu')}", json={"name": "mallory@egi.eu"}))
+        assert login(egi.hub.url, "bob").ok
+        ok(egi.hub.api("POST", f"/users/{quote('bob@egi.eu')}/server"))
+        egi.hub.wait_for_server("bob@egi.eu", timeout=120)
+        claims = mounted_claims(egi, "bob@egi.eu")
+        assert SQUAT_CLAIM not in claims and claims, claims
+        assert "Not adopting claim" in egi.hub.log()
+
+        # alice, migrated: her 1.0 claim (recorded by migrate-users for her identity) is hers
+        assert login(egi.hub.url, "alice").ok
+        ok(egi.hub.api("POST", f"/users/{quote('alice@egi.eu')}/server"))
+        egi.hub.wait_for_server("alice@egi.eu", timeout=120)
+        assert ALICE_CLAIM in mounted_claims(egi, "alice@egi.eu")
