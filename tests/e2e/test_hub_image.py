@@ -1,12 +1,14 @@
 """The hub image's install step, without a container engine.
 
 ``docker/hub/Dockerfile`` installs the egi-notebooks wheel into the zero-to-jupyterhub hub
-image with that image's frozen packages as pip constraints. No container engine runs on the
-test machines, so this does the same in a fresh virtual environment: the image's pinned
-JupyterHub, oauthenticator, kubespawner, kubernetes_asyncio and pycurl first (as the image has
-them), then the wheel with ``[accounting]`` under the same constraints file. It checks that
-pip kept every pin, that the environment is consistent and that what the hub loads from the
-package (entry points, console script, the accounting schema) works with those versions.
+image with that image's frozen packages as pip constraints, and a JupyterHub security release
+over the image's own 5.5.0. No container engine runs on the test machines, so this does the
+same in a fresh virtual environment: the base image's JupyterHub, oauthenticator, kubespawner,
+kubernetes_asyncio and pycurl first (as the base image has them), then the Dockerfile's install
+step (the wheel with ``[accounting]`` and the packages it names) under the same constraints
+file. It checks that pip installed the pinned JupyterHub over the base image's, kept every
+other pin, that the environment is consistent and that what the hub loads from the package
+(entry points, console script, the accounting schema) works with those versions.
 
 The venv has this machine's Python (3.11), the image has 3.12; the image's other packages
 (other authenticators, psycopg2, ...) are not installed here.
@@ -24,7 +26,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.hub_image import BASE_PACKAGES, CONSTRAINTS, ROOT, pins
+from tests.harness.hub_image import (
+    BASE_PACKAGES,
+    CONSTRAINTS,
+    ROOT,
+    base_pins,
+    dockerfile_named_packages,
+    pins,
+)
 from tests.harness.missing import missing
 
 pytestmark = pytest.mark.e2e
@@ -36,6 +45,7 @@ class Venv:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.python = path / "bin" / "python"
+        self.base_versions: dict[str, str] = {}  # as the base image had them
 
     def run(self, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -43,8 +53,8 @@ class Venv:
             env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
         )  # fmt: skip
 
-    def pip_install(self, *args: str | Path) -> None:
-        result = self.run(self.python, "-m", "pip", "install", "--constraint", CONSTRAINTS,
+    def pip_install(self, *args: str | Path, constraints: Path = CONSTRAINTS) -> None:
+        result = self.run(self.python, "-m", "pip", "install", "--constraint", constraints,
                           *args, timeout=INSTALL_TIMEOUT)  # fmt: skip
         if result.returncode == 0:
             return
@@ -91,11 +101,17 @@ def test_the_wheel_ships_no_token_issuer(wheel):
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory, wheel) -> Venv:
-    path = tmp_path_factory.mktemp("hub-image") / "venv"
+    base = tmp_path_factory.mktemp("hub-image")
+    path = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=120)
     env = Venv(path)
-    env.pip_install(*BASE_PACKAGES)
-    env.pip_install(f"{wheel}[accounting]")
+    # the base image: its own versions, before the Dockerfile's security releases
+    base_constraints = base / "base-image.txt"
+    base_constraints.write_text("".join(f"{n}=={v}\n" for n, v in base_pins().items()))
+    env.pip_install(*BASE_PACKAGES, constraints=base_constraints)
+    env.base_versions = installed(env)
+    # the Dockerfile's install step
+    env.pip_install(f"{wheel}[accounting]", *sorted(dockerfile_named_packages()))
     return env
 
 
@@ -111,6 +127,14 @@ def installed(venv: Venv) -> dict[str, str]:
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def test_the_image_gets_the_pinned_jupyterhub_over_the_base_images(venv):
+    base, built = base_pins(), pins()
+    assert venv.base_versions["jupyterhub"] == base["jupyterhub"] != built["jupyterhub"]
+    assert installed(venv)["jupyterhub"] == built["jupyterhub"]
+    result = venv.script("import jupyterhub; print(jupyterhub.__version__)")
+    assert result.stdout.strip() == built["jupyterhub"], result.stderr
 
 
 def test_pip_kept_the_image_pins(venv):

@@ -1,7 +1,11 @@
 """The hub image recipe (docker/hub/) as data: its base image and the pins it installs with.
 
 One reading of ``docker/hub/constraints.txt`` and the Dockerfile's ``FROM`` lines, shared by
-the unit test that compares them and the e2e test that installs the wheel with those pins.
+the unit tests that compare them and the e2e test that installs the wheel with those pins.
+
+The pins are the versions the built image has. Where the Dockerfile installs a newer release
+over the base image's own (a security fix), a ``# base: name==version`` line names what the
+base image has.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ BASE_PACKAGES = ("jupyterhub", "oauthenticator", "jupyterhub-kubespawner", "kube
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)\s*$")
 _IMAGE = re.compile(r"^#\s*image:\s*(\S+)\s*$")
+_BASE = re.compile(r"^#\s*base:\s*([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
 _FROM = re.compile(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)", re.IGNORECASE)
 
 
@@ -38,6 +43,25 @@ def pins(path: Path = CONSTRAINTS) -> dict[str, str]:
             raise ValueError(f"{path.name}:{number}: not a name==version pin: {line!r}")
         found[canonicalize_name(match[1])] = match[2]
     return found
+
+
+def base_pins(path: Path = CONSTRAINTS) -> dict[str, str]:
+    """{canonical name: version} of the base image itself: the pins, with the base image's
+    own version of each package the Dockerfile replaces (``# base: name==version``)."""
+    found = pins(path)
+    for line in path.read_text().splitlines():
+        if match := _BASE.match(line.strip()):
+            name = canonicalize_name(match[1])
+            if name not in found:
+                raise ValueError(f"{path.name}: '# base: {name}' names no pinned package")
+            found[name] = match[2]
+    return found
+
+
+def upgraded(path: Path = CONSTRAINTS) -> dict[str, str]:
+    """{canonical name: version} of what the Dockerfile installs over the base image."""
+    built, base = pins(path), base_pins(path)
+    return {name: version for name, version in built.items() if base[name] != version}
 
 
 def constraints_image(path: Path = CONSTRAINTS) -> str:
@@ -62,3 +86,13 @@ def dockerfile_bases(path: Path = DOCKERFILE) -> list[str]:
         if len(parts) >= 4 and parts[-2].upper() == "AS":
             stages.add(parts[-1].lower())
     return bases
+
+
+def dockerfile_named_packages(path: Path = DOCKERFILE) -> set[str]:
+    """Canonical names of the packages the Dockerfile's install step names besides the wheel
+    (those pip must install at their pinned version even where the base image has another)."""
+    for line in path.read_text().splitlines():
+        if '"${wheel}[accounting]"' in line:
+            after = line.split('"${wheel}[accounting]"', 1)[1]
+            return {canonicalize_name(word) for word in re.findall(r"[A-Za-z0-9][\w.-]*", after)}
+    raise ValueError(f"{path.name}: no install step of the wheel")
