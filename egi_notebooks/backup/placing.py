@@ -16,8 +16,9 @@ symbolic links (each replacing what is at its place, atomically, by ``rename``).
 recreated as a link, never followed: it is the user's own, resolved in their pod, where only
 their claim is mounted. Devices, fifos and sockets are left out (:func:`inspect` lists them),
 and a file sharing its inode with something outside the staging directory is refused. Within
-one filesystem entries are renamed (hard links between restored files stay links); across
-filesystems they are copied (each name then gets its own copy).
+one filesystem entries are renamed (a folder whole when nothing is at its place; hard links
+between restored files stay links); across filesystems they are copied (each name then gets
+its own copy).
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: a link or file replaced where a folder goes, again and again: the user keeps racing
 ATTEMPTS = 5
 _NOT_A_DIR = (errno.ELOOP, errno.ENOTDIR)
+
+
+def raced() -> OSError:
+    """What :meth:`Placer.place` reports, with the path, when the user keeps winning a race."""
+    return OSError(errno.EBUSY, "keeps being replaced during the restore: stopped")
 
 
 class PlacingError(Exception):
@@ -135,6 +141,8 @@ class Placer:
                 raise PlacingError(path, e.strerror or str(e)) from None
 
     def folder(self, src_fd: int, dst_fd: int, name: str, st: os.stat_result, path: str) -> None:
+        if self.moved_whole(src_fd, dst_fd, name, path):
+            return
         created = False
         for _ in range(ATTEMPTS):
             try:
@@ -155,7 +163,7 @@ class Placer:
                 except (FileNotFoundError, IsADirectoryError):
                     pass
         else:
-            raise PlacingError(path, "keeps being replaced during the restore: stopped")
+            raise raced()
         try:
             source = open_dir(name, src_fd)
             try:
@@ -166,6 +174,23 @@ class Placer:
                 self.metadata(child, st)
         finally:
             os.close(child)
+
+    def moved_whole(self, src_fd: int, dst_fd: int, name: str, path: str) -> bool:
+        """Rename the staged folder ``name`` into ``dst_fd`` in one go when nothing is there
+        (or an empty folder): rename never follows a link at ``name`` (it fails with ENOTDIR),
+        and nobody else can have touched the staged folder's content. False when it must be
+        merged or copied entry by entry."""
+        if self.copy or any(s.startswith(path + os.sep) for s in self.skipped):
+            return False
+        try:
+            os.rename(name, name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+        except OSError as e:
+            if e.errno == errno.EXDEV:
+                self.copy = True
+            elif e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise
+            return False
+        return True
 
     def metadata(self, fd: int, st: os.stat_result) -> None:
         if self.as_root:
@@ -228,14 +253,16 @@ class Placer:
             try:
                 os.rename(name, new, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
                 return
+            except FileNotFoundError:  # the copy's temporary name, moved away by the user
+                raise raced() from None
             except OSError as e:
                 if e.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
                     raise
             try:
                 shutil.rmtree(new, dir_fd=dst_fd)
-            except FileNotFoundError:
+            except OSError:  # gone, or a link by now (which the next rename replaces)
                 pass
-        raise PlacingError(new, "keeps being replaced during the restore: stopped")
+        raise raced()
 
 
 def place(src_fd: int, dst_fd: int, skipped: Sequence[str] = ()) -> None:

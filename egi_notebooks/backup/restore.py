@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from .placing import PlacingError, inspect, open_dir, open_under, place
+from .placing import ATTEMPTS, PlacingError, inspect, open_dir, open_under, place
 from .restic import Restic, ResticError
 from .volumes import tag, tag_values
 
@@ -114,6 +114,7 @@ def new_folder(home_fd: int, day: dt.date) -> tuple[str, int]:
     directory, made atomically, so two restores never share one; (its name, a descriptor of
     it, opened without following a link)."""
     base = f"restored-{day.isoformat()}"
+    replaced = 0
     for n in range(1, 1000):
         name = base if n == 1 else f"{base}-{n}"
         try:
@@ -122,10 +123,12 @@ def new_folder(home_fd: int, day: dt.date) -> tuple[str, int]:
             continue
         try:
             return name, open_dir(name, home_fd)
-        except OSError as e:
-            raise RestoreError(
-                f"{name} was replaced during the restore ({e.strerror}): stopped"
-            ) from None
+        except OSError as e:  # replaced (by a link, say) as soon as made: the next name
+            replaced += 1
+            if replaced >= ATTEMPTS:
+                raise RestoreError(
+                    f"{name} keeps being replaced during the restore ({e.strerror}): stopped"
+                ) from None
     raise RestoreError("too many restored folders in the home")
 
 
