@@ -27,6 +27,15 @@ hold this user's files), the spawn is refused (:class:`ClaimOwnershipRefused`, a
 the user; the log says which claim, which users and what to do). Claims EGISpawner and
 kubespawner create carry the annotation (EGISpawner's the label too), so they pass.
 
+Ownership is decided by the provider identity first (:class:`Claimant`,
+:mod:`egi_notebooks.identity`): claims EGISpawner creates record the account's identity
+(``egi.eu/owner``), and one recording another identity is never adopted. A claim recording
+none (1.0's, z2jh's) is adopted by an account bound to an identity only when its username
+annotation is a 1.0 name ``egi-notebooks migrate-users`` recorded for that identity (or with
+``adopt_unbound_legacy_claims``): 1.0 usernames were changeable ``preferred_username`` values,
+so the name on such a claim may have been another person's. Steps 3 and 4 also look under
+those recorded names. Accounts without a known identity keep the username rules above.
+
 Adopted names go into the spawner state, so later spawns make no storage calls at all.
 """
 
