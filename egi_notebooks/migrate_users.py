@@ -307,9 +307,12 @@ class Migration:
         if identity is None:
             self.report.no_identity.append(name)
             return
+        servers = sorted((model.get("servers") or {}).keys())
+        running = bool(servers or model.get("pending"))
         if target == name:
             self.report.already.append(name)
-            await self.bind(name, None, auth_state, identity)
+            if not running:  # a running server's tokens are refreshed: not written under it
+                await self.bind(name, None, auth_state, identity)
             return
         if usable_username(name, default_pattern(self.args.claim)):
             # a name of the new scheme that is not this account's own: another person's
@@ -320,8 +323,7 @@ class Migration:
             if holder != identity:
                 self.report.contested.append((name, target))
                 return
-        servers = sorted((model.get("servers") or {}).keys())
-        if servers or model.get("pending"):
+        if running:
             self.report.running.append((name, servers or [""]))
             return
         if target in self.names:
