@@ -36,6 +36,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from .discovery import ALLOWED_ID_TOKEN_ALGS, DiscoveryError, IdTokenError
+from .logout import revoke_auth_state_tokens
 from .refresh import ClientAuthError, InvalidGrant, ProviderError
 
 JWT_LOGIN_PATH = r"/jwt_login"
@@ -379,7 +380,13 @@ class JWTLoginHandler(APIHandler):
         exchanged = await self.exchange(access_token, claims)
         if exchanged is not None:
             token_info = exchanged
-        authenticated = await self.auth_model(token_info, claims)
+        try:
+            authenticated = await self.auth_model(token_info, claims)
+        except web.HTTPError:
+            if exchanged is not None:
+                # a user the hub refuses keeps no offline grant from the exchange
+                await revoke_auth_state_tokens(authenticator, exchanged)
+            raise
         # one jwt_login of a user at a time: each reads and extends what the last one stored
         async with self.authn._jwt_login_flight.hold(authenticated["name"]):
             user = await self.store_user(authenticated)

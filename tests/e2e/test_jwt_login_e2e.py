@@ -512,3 +512,14 @@ def test_token_exchange_leaves_one_live_grant(jwt_egi):
     assert len(set(refresh_tokens)) == 4
     active = [egi.provider.introspect(t)["active"] for t in refresh_tokens]
     assert active == [False, False, False, True]
+    # a user the hub refuses keeps no grant from the exchange either
+    mallory = tokens_for(
+        egi.provider,
+        "mallory",
+        client_id="cli",
+        resource=resource_of(egi),
+        scope=SCOPE.replace(" offline_access", ""),
+    )
+    assert egi.provider.token_counts("mallory")["refresh"] == 0
+    refused(jwt_login(egi, mallory["access_token"]), 403, "not allowed")
+    assert egi.provider.token_counts("mallory")["refresh"] == 0
