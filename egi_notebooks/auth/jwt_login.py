@@ -5,8 +5,10 @@ egi-notebooks-hub's path, kept for its clients. The caller sends
 
 The access token is verified before anything is believed: a JWT by its signature (the
 provider's JWKS), ``iss``, ``exp`` and ``aud``/``azp``; an opaque one by the provider's
-introspection endpoint (``active``, ``iss``, ``exp``, ``client_id``/``aud``). The user's claims
-then go through the same VO authorization as a browser login, and the user is created if new.
+introspection endpoint (``active``, ``iss``, ``exp``, ``client_id``/``aud``). Tokens issued to
+the hub's own client are refused unless ``jwt_login_accept_hub_client_tokens``: they are what
+the hub hands to every notebook, for other APIs. The user's claims then go through the same VO
+authorization as a browser login, and the user is created if new.
 
 The hub token's value is an HMAC of the access token under the hub's cookie secret: the same
 access token always maps to the same hub token, so repeated calls reuse it (no pile-up, and
