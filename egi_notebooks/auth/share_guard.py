@@ -70,14 +70,14 @@ class _GuardedShare:
         orm_spawner = spawner.orm_spawner
         pending = _pending.setdefault(orm_spawner.id, _Pending())
         pending.requests += 1
-        revoked: set[str] = set()
+        revoked: set[str] = set()  # asked to be revoked (confirmed or not)
         try:
             try:
                 before = getattr(spawner, "before_share", None)
                 refusal = None if before is None else await maybe_future(before())
                 if not refusal:
                     pending.marked = mark(self.db, orm_spawner) or pending.marked
-                    revoked = await self._revoke_delivered(spawner)
+                    await self._revoke_delivered(spawner, revoked)
             except Exception as e:
                 self.log.error(
                     "Share of %s/%s refused: its tokens could not be withheld: %s",
@@ -97,11 +97,11 @@ class _GuardedShare:
             await post(user_name, server_name)
         finally:
             pending.requests -= 1
-            if not pending.requests:
-                _pending.pop(orm_spawner.id, None)
-                self._settle_record(orm_spawner, pending.marked)
             after = getattr(spawner, "after_share", None)
             try:
+                if not pending.requests:
+                    _pending.pop(orm_spawner.id, None)
+                    self._settle_record(orm_spawner, pending.marked)
                 if after is not None:
                     await maybe_future(after())
                 await self._refresh_if_revoked(spawner.user, revoked)
@@ -116,27 +116,25 @@ class _GuardedShare:
         elif marked:
             unmark(self.db, orm_spawner)
 
-    async def _revoke_delivered(self, spawner: Any) -> set[str]:
+    async def _revoke_delivered(self, spawner: Any, revoked: set[str]) -> None:
         """Revoke what the access-token endpoint handed the server and the owner's current
-        access token (it may have been handed before a hub restart); raise unless the
-        provider confirmed all. The revoked tokens."""
+        access token (it may have been handed before a hub restart), adding them to
+        ``revoked`` first; raise unless the provider confirmed all."""
         if spawner.orm_spawner.server is None:
-            return set()  # a stopped server holds nothing; a start finds the share
+            return  # a stopped server holds nothing; a start finds the share
         revoke = getattr(self.authenticator, "revoke_access_tokens", None)
         if revoke is None:
-            return set()
+            return
         server_id = spawner.orm_spawner.id
         auth_state = await spawner.user.get_auth_state() or {}
         tokens = set(delivered.of(server_id))
         if isinstance(auth_state.get("access_token"), str) and auth_state["access_token"]:
             tokens.add(auth_state["access_token"])
-        if not tokens:
-            return set()
-        confirmed = await revoke(sorted(tokens))
+        revoked.update(tokens)
+        confirmed = await revoke(sorted(tokens)) if tokens else 0
         if confirmed < len(tokens):
             raise RuntimeError(f"the provider confirmed {confirmed} of {len(tokens)} revocations")
         delivered.forget(server_id, tokens)
-        return tokens
 
     async def _refresh_if_revoked(self, user: Any, revoked: set[str]) -> None:
         """The owner's stored access token was revoked (and no one has refreshed it since):

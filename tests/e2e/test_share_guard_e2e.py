@@ -17,18 +17,21 @@ from tests.e2e.test_sharing_e2e import (
     ALICE,
     BOB,
     LIFETIME,
+    SPAWN_SECONDS,
     alice_delivering_tokens,
     as_user,
     assert_refused_until_restart,
     read,
     restarted,
     sharing_config,
+    started,
+    stop,
     tokens_service,
     wait_for_tokens_service,
     wait_until,
 )
-from tests.e2e.test_spawner_e2e import notebook_environ, spawner_hub, started, stop, user_token
-from tests.e2e.test_tokens_e2e import server_token, start_server
+from tests.e2e.test_spawner_e2e import notebook_environ, spawner_hub, user_token
+from tests.e2e.test_tokens_e2e import server_token
 from tests.harness.hub import LOCAL_SPAWNER_CONFIG, free_port
 from tests.harness.login import login
 
@@ -89,7 +92,7 @@ def test_a_server_whose_profile_may_not_be_shared_is_not_shared(egi):
     assert login_both(egi)
     r = egi.hub.api("POST", f"/users/{ALICE}/servers/big", json={"profile": "large"})
     assert r.status_code in (201, 202), r.text
-    egi.hub.wait_for_server(ALICE, "big")
+    egi.hub.wait_for_server(ALICE, "big", timeout=SPAWN_SECONDS)
     token_file = Path(notebook_environ(egi, ALICE, "big")["EGI_ACCESS_TOKEN_FILE"])
     alice = user_token(egi, ALICE)
     before = wait_until(lambda: read(token_file), 60, "a token in the file")
@@ -127,10 +130,11 @@ def test_with_another_spawner_the_delivered_token_is_revoked_and_none_until_a_re
 ):
     """JupyterHub's local spawner (the demo's): the tokens service is the only way in."""
     config = LOCAL_SPAWNER_CONFIG + sharing_config(free_port())
+    config += f"c.Spawner.start_timeout = c.Spawner.http_timeout = {SPAWN_SECONDS}\n"
     egi = egi_hub_factory(config, access_token_lifetime=LIFETIME)
     egi.service_url = f"{egi.hub.url}/services/tokens/token"
     assert login_both(egi)
-    copied = server_token(start_server(egi, ALICE))  # what a guest would copy
+    copied = server_token(started(egi, ALICE))  # what a guest would copy
     served = wait_for_tokens_service(egi, copied)
     assert served.status_code == 200, served.text
     delivered = served.json()["access_token"]
@@ -148,7 +152,7 @@ def test_with_another_spawner_the_delivered_token_is_revoked_and_none_until_a_re
 
     # a restart (a new server token) brings the tokens back; the copy gets nothing
     stop(egi, ALICE)
-    restarted = server_token(start_server(egi, ALICE))
+    restarted = server_token(started(egi, ALICE))
     served = tokens_service(egi, restarted)
     assert served.status_code == 200, served.text
     assert egi.provider.introspect(served.json()["access_token"])["active"] is True
