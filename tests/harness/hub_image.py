@@ -91,8 +91,10 @@ def dockerfile_bases(path: Path = DOCKERFILE) -> list[str]:
 def dockerfile_named_packages(path: Path = DOCKERFILE) -> set[str]:
     """Canonical names of the packages the Dockerfile's install step names besides the wheel
     (those pip must install at their pinned version even where the base image has another)."""
-    for line in path.read_text().splitlines():
-        if '"${wheel}[accounting]"' in line:
-            after = line.split('"${wheel}[accounting]"', 1)[1]
+    wheel = '"${wheel}[accounting]"'
+    # one logical line per instruction: continuation lines joined
+    for line in path.read_text().replace("\\\n", " ").splitlines():
+        if wheel in line:
+            after = line.split(wheel, 1)[1].split(";", 1)[0]
             return {canonicalize_name(word) for word in re.findall(r"[A-Za-z0-9][\w.-]*", after)}
     raise ValueError(f"{path.name}: no install step of the wheel")
