@@ -268,6 +268,8 @@ def test_a_squatters_account_and_claim_never_reach_the_user_whose_name_she_took(
         egi.hub.wait_for_server("bob@egi.eu", timeout=120)
         claims = mounted_claims(egi, "bob@egi.eu")
         assert SQUAT_CLAIM not in claims and claims, claims
+        for claim in claims:  # no startup file of mallory's where bob's kernels start
+            assert not list((egi.k8s.root / "claims" / claim).rglob("00-x.py"))
         assert "Not adopting claim" in egi.hub.log()
 
         # alice, migrated: her 1.0 claim (recorded by migrate-users for her identity) is hers
