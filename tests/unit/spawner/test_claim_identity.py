@@ -78,9 +78,7 @@ async def test_a_claim_recording_another_owner_at_the_home_name_refuses_the_spaw
     assert claim_names(cluster) == [own]
 
 
-async def test_a_migrated_users_1_0_claim_is_adopted_under_its_recorded_name(
-    cluster, make_spawner
-):
+async def test_a_migrated_users_1_0_claim_is_adopted_under_its_recorded_name(cluster, make_spawner):
     # alice was renamed from her 1.0 name 'alice'; migrate-users recorded it for her identity
     cluster.k8s.put_object("persistentvolumeclaims", legacy_claim("0a1b2c3d", "alice"), "hub")
     state = bound(BOB_STATE, "sub:a11ce", names=["alice"])
