@@ -30,6 +30,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.provider("certified")]
 
 NOTEBOOKS_URN = entitlement("vo.notebooks.egi.eu")
 EMPTY_URN = entitlement("vo.gone.eu")
+# a namespace and authority the authenticator does not trust, with an allowed VO's name
+UNTRUSTED_URN = "urn:mace:evil.org:group:vo.notebooks.egi.eu:role=member#evil.org"
 COMPAT = """
 c.EGICheckinAuthenticator.username_claim = "preferred_username"
 """
@@ -93,6 +95,7 @@ def test_users_renamed_to_voperson_id_and_log_in_as_the_same_user(egi_hub_factor
     # 1.0's groups: named by the raw entitlement URNs; one has nobody left.
     ok(egi.hub.api("POST", f"/groups/{quote(NOTEBOOKS_URN, safe='')}", json={"users": ["alice"]}))
     ok(egi.hub.api("POST", f"/groups/{quote(EMPTY_URN, safe='')}"))
+    ok(egi.hub.api("POST", f"/groups/{quote(UNTRUSTED_URN, safe='')}", json={"users": ["erin"]}))
     ok(egi.hub.api("POST", "/groups/teachers", json={"users": ["alice"]}))
     # alice has a stopped named server; bob's server runs.
     ok(egi.hub.api("POST", "/users/alice/servers/lab"))
@@ -119,6 +122,7 @@ def test_users_renamed_to_voperson_id_and_log_in_as_the_same_user(egi_hub_factor
     assert "skip 'erin': a user named 'erin@egi.eu' already exists" in out
     assert f"would move 1 member(s) of group {NOTEBOOKS_URN!r} to 'vo.notebooks.egi.eu'" in out
     assert f"would delete group {EMPTY_URN!r}" in out
+    assert f"skip group {UNTRUSTED_URN!r}: its namespace or authority is not trusted" in out
     assert "(dry run: nothing changed)" in out
     secrets = [token, alice_before["auth_state"]["access_token"]]
     assert not [s for s in secrets if s in out or s in dry.stderr]  # nothing secret printed
@@ -134,6 +138,8 @@ def test_users_renamed_to_voperson_id_and_log_in_as_the_same_user(egi_hub_factor
     after = groups(egi)
     assert NOTEBOOKS_URN not in after and EMPTY_URN not in after
     assert "alice@egi.eu" in after["vo.notebooks.egi.eu"]
+    # the untrusted group's member is no VO member, and the group is left for the operator
+    assert "erin" not in after["vo.notebooks.egi.eu"] and after[UNTRUSTED_URN] == ["erin"]
     assert after["teachers"] == ["alice@egi.eu"]  # other groups are left alone
     assert egi.hub.wait_for_server("bob")  # still running, untouched
     assert egi.user_model("admin@egi.eu")["admin"] is True
