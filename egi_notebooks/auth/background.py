@@ -21,7 +21,30 @@ if TYPE_CHECKING:
     from .authenticator import EGICheckinAuthenticator
 
 
-class BackgroundRefresher:
+class LoopTask:
+    """A task of the hub's event loop that runs ``_run`` from ``start()`` until ``stop()``
+    (the background refresh, the jwt_login checks)."""
+
+    _task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+
+class BackgroundRefresher(LoopTask):
     def __init__(
         self,
         authenticator: EGICheckinAuthenticator,
@@ -40,21 +63,7 @@ class BackgroundRefresher:
         # user name -> epoch seconds of the next look (an upper bound: auth_state decides)
         self.next_check: dict[str, float] = {}
         self.refreshes = 0
-        self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
 
     def wake(self) -> None:
         """Look again now (a server started, a user logged in)."""

@@ -37,6 +37,7 @@ from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
+from .background import LoopTask
 from .discovery import ALLOWED_ID_TOKEN_ALGS, DiscoveryError, IdTokenError
 from .logout import revoke_auth_state_tokens
 from .refresh import ClientAuthError, InvalidGrant, ProviderError
@@ -211,7 +212,7 @@ async def end_jwt_logins(authenticator: Any, user: Any) -> int:
     return len(tokens)
 
 
-class JWTLoginChecker:
+class JWTLoginChecker(LoopTask):
     """Ends a jwt_login hub token soon after its access token stops being active at the
     provider (revoked, the user's session ended there): every ``interval`` seconds, one
     introspection per live jwt_login hub token (``concurrency`` at once, all users).
@@ -236,20 +237,6 @@ class JWTLoginChecker:
         self.log = log
         self.semaphore = asyncio.Semaphore(max(1, concurrency))
         self.ended = 0
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
 
     async def _run(self) -> None:
         while True:
