@@ -84,18 +84,21 @@ def current_secret(orm_spawner: Any) -> str | None:
     return client.secret or None
 
 
+def _recorded_secret(db: Any, spawner_id: int) -> str | None:
+    table = _table(db)
+    row = db.execute(select(table.c.client_secret).where(table.c.spawner_id == spawner_id)).first()
+    return None if row is None else row[0]
+
+
 def mark(db: Any, orm_spawner: Any) -> bool:
     """Record that the server's running instance has been shared: ``True`` when newly
     recorded (``False``: recorded already, or the server is not running)."""
     secret = current_secret(orm_spawner)
     if secret is None:
         return False
-    table = _table(db)
-    row = db.execute(
-        select(table.c.client_secret).where(table.c.spawner_id == orm_spawner.id)
-    ).first()
-    if row is not None and row[0] == secret:
+    if _recorded_secret(db, orm_spawner.id) == secret:
         return False
+    table = _table(db)
     db.execute(delete(table).where(table.c.spawner_id == orm_spawner.id))
     db.execute(table.insert().values(spawner_id=orm_spawner.id, client_secret=secret))
     db.commit()
@@ -114,11 +117,7 @@ def marked(db: Any, orm_spawner: Any) -> bool:
     secret = current_secret(orm_spawner)
     if secret is None:
         return False
-    table = _table(db)
-    row = db.execute(
-        select(table.c.client_secret).where(table.c.spawner_id == orm_spawner.id)
-    ).first()
-    return row is not None and row[0] == secret
+    return _recorded_secret(db, orm_spawner.id) == secret
 
 
 def shared_since_start(db: Any, orm_spawner: Any) -> bool:
