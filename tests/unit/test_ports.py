@@ -28,10 +28,30 @@ def test_a_picker_never_hands_out_a_port_twice_in_a_cycle():
     assert len(set(picked)) == len(picked)
 
 
-def test_a_picker_skips_a_port_in_use_and_wraps_around():
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+def _listening_below_a_free_port() -> socket.socket:
+    """A listening socket on a port of this worker's range whose next port is free: below the
+    ephemeral range, where no outgoing connection takes the next port meanwhile (one did, in
+    a CI run, with a port-0 bind)."""
+    for _ in range(50):
+        port = ports.free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        taken = socket.socket()
+        try:
+            taken.bind(("127.0.0.1", port))
+        except OSError:
+            taken.close()
+            continue
         taken.listen()
+        return taken
+    raise RuntimeError("no two free ports in a row in this worker's range")
+
+
+def test_a_picker_skips_a_port_in_use_and_wraps_around():
+    with _listening_below_a_free_port() as taken:
         port = taken.getsockname()[1]
         picker = PortPicker(port, port + 2, start=port)
         assert picker() == port + 1  # the listening one is skipped

@@ -181,6 +181,7 @@ def test_what_restic_wrote_is_checked(tmp_path):
     staged = tmp_path / "staged"
     (staged / "d").mkdir(parents=True)
     (staged / "d" / "a").write_text("a\n")
+    (staged / "d" / "a").chmod(0o644)  # whatever the umask: the mode is what is compared
     os.link(staged / "d" / "a", staged / "b")  # two names, both restored: kept
     os.mkfifo(staged / "d" / "fifo")
     (staged / "d").chmod(0o555)  # a read-only folder of the snapshot
