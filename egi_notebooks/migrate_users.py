@@ -337,8 +337,8 @@ class Migration:
         self.report.renamed.append((name, target))
 
     async def bind(self, name: str, target: str | None, auth_state: dict, identity: str) -> None:
-        """Rename ``name`` to ``target`` (unless None) and record its identity and 1.0 name
-        in its auth_state, in one request (nothing in a dry run)."""
+        """Record the identity and 1.0 name of ``name`` in its auth_state, then rename it to
+        ``target`` (unless None); nothing in a dry run."""
         recorded = legacy_names(auth_state) if auth_state.get(IDENTITY_KEY) == identity else []
         if target is None and name in recorded:
             return  # bound by an earlier run
@@ -352,16 +352,16 @@ class Migration:
             IDENTITY_KEY: identity,
             LEGACY_NAMES_KEY: legacy_record(identity, [*recorded, name]),
         }
-        if target is None:
-            await self.hub.json("PATCH", f"/users/{_path(name)}", json={"auth_state": new_state})
-        else:
-            await self.rename(name, target, new_state)
+        # Two requests, the binding first: JupyterHub's PATCH of a name and an auth_state
+        # awaits the encryption with the new name uncommitted, and any other request of the
+        # hub that finishes meanwhile rolls the session back (the rename was lost in a CI
+        # run). A binding without its rename is completed by the next run.
+        await self.hub.json("PATCH", f"/users/{_path(name)}", json={"auth_state": new_state})
+        if target is not None:
+            await self.rename(name, target)
 
-    async def rename(self, name: str, target: str, auth_state: dict | None = None) -> None:
-        body: dict[str, Any] = {"name": target}
-        if auth_state is not None:
-            body["auth_state"] = auth_state
-        response = await self.hub.request("PATCH", f"/users/{_path(name)}", json=body)
+    async def rename(self, name: str, target: str) -> None:
+        response = await self.hub.request("PATCH", f"/users/{_path(name)}", json={"name": target})
         if response.status_code == 200:
             return
         if response.status_code == 404:
