@@ -55,11 +55,6 @@ def server_of_token(orm_user: Any, token: str) -> Any:
     return None
 
 
-def is_server_token(orm_user: Any, token: str) -> bool:
-    """``token`` is the API token the hub gave one of the user's running (or starting) servers."""
-    return server_of_token(orm_user, token) is not None
-
-
 class AccessTokenAPIHandler(APIHandler):
     def _target_user(self, user_name: str) -> Any:
         if self.current_user is None:

@@ -41,12 +41,6 @@ def session_of(spawner: Any) -> Any:
     return object_session(orm_spawner) if isinstance(orm_spawner, orm.Spawner) else None
 
 
-def shared_spawner_ids(db: Any, spawner_ids: Iterable[int] | None = None) -> set[int]:
-    """Ids of the ``orm.Spawner`` rows with a live share or share code (all, or among
-    ``spawner_ids``), read from the database."""
-    return live_shares(db, spawner_ids)
-
-
 def delete_shares(db: Any, spawner_id: int) -> int:
     """Delete every share and share code of one server; the number deleted."""
     deleted = 0
@@ -114,7 +108,7 @@ class ShareWatcher:
         if not spawners:
             return
         db = session_of(spawners[0])
-        shared = shared_spawner_ids(db, [s.orm_spawner.id for s in spawners])
+        shared = live_shares(db, [s.orm_spawner.id for s in spawners])
         for spawner in spawners:
             try:
                 if spawner.orm_spawner.id in shared:

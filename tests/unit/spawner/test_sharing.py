@@ -12,6 +12,7 @@ from jupyterhub import orm
 from jupyterhub.utils import hash_token
 
 from egi_notebooks import shared_servers
+from egi_notebooks.shared_servers import live_shares
 from egi_notebooks.spawner import sharing
 
 
@@ -51,20 +52,20 @@ def start(db, orm_spawner) -> None:
 
 def test_a_share_or_a_live_share_code_makes_a_server_shared(db, servers):
     made, alice, bob = servers
-    assert sharing.shared_spawner_ids(db) == set()
+    assert live_shares(db) == set()
     orm.Share.grant(db, made["alice/"], bob)
     code, _ = orm.ShareCode.new(db, made["alice/lab"], scopes=[], expires_in=3600)
     expired, _ = orm.ShareCode.new(db, made["alice/other"], scopes=[], expires_in=3600)
     expired.expires_at = orm.ShareCode.now() - timedelta(seconds=1)
     db.commit()
-    assert sharing.shared_spawner_ids(db) == {made["alice/"].id, made["alice/lab"].id}
+    assert live_shares(db) == {made["alice/"].id, made["alice/lab"].id}
     # restricted to some servers
     ids = [made["alice/lab"].id, made["bob/"].id]
-    assert sharing.shared_spawner_ids(db, ids) == {made["alice/lab"].id}
-    assert sharing.shared_spawner_ids(db, []) == set()
+    assert live_shares(db, ids) == {made["alice/lab"].id}
+    assert live_shares(db, []) == set()
     # revoking the share (JupyterHub deletes the row) ends it
     orm.Share.revoke(db, made["alice/"], bob)
-    assert sharing.shared_spawner_ids(db) == {made["alice/lab"].id}
+    assert live_shares(db) == {made["alice/lab"].id}
     assert code.id
 
 
@@ -74,7 +75,7 @@ def test_delete_shares_removes_shares_and_codes_of_one_server_only(db, servers):
     orm.ShareCode.new(db, made["alice/"], scopes=[], expires_in=3600)
     orm.Share.grant(db, made["alice/lab"], bob)
     assert sharing.delete_shares(db, made["alice/"].id) == 2
-    assert sharing.shared_spawner_ids(db) == {made["alice/lab"].id}
+    assert live_shares(db) == {made["alice/lab"].id}
 
 
 def test_refusal_by_profile_or_primary_vo():
@@ -224,7 +225,7 @@ async def test_share_empties_the_secret_revokes_and_the_end_restores(
     assert authenticator.forced == ["alice"] and spawner.sharing_blocked
     assert secret_files(cluster) == {"access_token": "", "id_token": ""}
     await spawner.sharing_started()  # seen again at the next tick: no second revocation
-    assert len(revoked) == 3 and sharing.shared_spawner_ids(db) == {made["alice/"].id}
+    assert len(revoked) == 3 and live_shares(db) == {made["alice/"].id}
 
     # the share ends: the server stays without tokens (a guest may have copied its token or
     # left a process), whatever is refreshed, until it restarts
@@ -253,7 +254,7 @@ async def test_a_refused_vo_loses_its_shares(cluster, make_spawner, db, servers,
     orm.ShareCode.new(db, made["alice/"], scopes=[], expires_in=3600)
     await spawner.sharing_started()
     assert revoked == ["AT-alice-1"]
-    assert sharing.shared_spawner_ids(db) == set()
+    assert live_shares(db) == set()
 
 
 # ----- before_share / after_share: what the share API asks before JupyterHub shares -------

@@ -9,7 +9,7 @@ import pytest
 from jupyterhub import orm
 from jupyterhub.utils import hash_token
 
-from egi_notebooks.auth.token_api import is_server_token
+from egi_notebooks.auth.token_api import server_of_token
 
 
 @pytest.fixture
@@ -40,8 +40,9 @@ def test_only_the_token_of_a_running_server_of_the_user(db):
     named = add_server(db, alice, "lab")
     stopped = add_server(db, alice, "old", running=False)
     bobs = add_server(db, bob, "")
-    assert is_server_token(alice, default) and is_server_token(alice, named)
-    assert not is_server_token(alice, stopped)
-    assert not is_server_token(alice, bobs)
-    assert not is_server_token(alice, secrets.token_hex(16))  # any other token of alice's
-    assert not is_server_token(alice, "")
+    assert server_of_token(alice, default) is alice.orm_spawners[""]
+    assert server_of_token(alice, named) is alice.orm_spawners["lab"]
+    assert server_of_token(alice, stopped) is None
+    assert server_of_token(alice, bobs) is None
+    assert server_of_token(alice, secrets.token_hex(16)) is None  # any other token of alice's
+    assert server_of_token(alice, "") is None
